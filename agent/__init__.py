@@ -1,0 +1,1 @@
+"""The schoolmon agent: probes, scheduler, on-disk spool and MQTT publisher."""

@@ -1,0 +1,27 @@
+"""Probes: one module per source.  ``ProbeSettings`` is the union the YAML ``type:`` selects."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from agent.probes.base import Probe
+from agent.probes.host import HostSettings
+from agent.probes.iface import IfaceSettings
+
+ProbeSettings = Annotated[IfaceSettings | HostSettings, Field(discriminator="type")]
+
+
+def build_probe(settings: IfaceSettings | HostSettings) -> Probe:
+    """A probe wired to its production data sources (imported here, not at module load)."""
+    if isinstance(settings, IfaceSettings):
+        from agent.probes import iface
+
+        return iface.IfaceProbe(settings, iface.psutil_sources())
+    from agent.probes import host
+
+    return host.HostProbe(settings, host.psutil_sources())
+
+
+__all__ = ["Probe", "ProbeSettings", "build_probe"]

@@ -1,0 +1,44 @@
+"""What every probe is: a settings model and ``collect() -> list[Sample]``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from common.config import Duration, Strict
+from common.wire import Sample
+
+WallClockMs = Callable[[], int]
+Monotonic = Callable[[], float]
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch, the timestamp of every sample."""
+    return time.time_ns() // 1_000_000
+
+
+class ProbeSettingsBase(Strict):
+    """Keys every probe accepts."""
+
+    name: str | None = None  # defaults to the type; needed when one type appears twice
+    interval: Duration = 60.0
+    timeout: Duration | None = None  # default: the interval
+    jitter: Duration | None = None  # default: 10 % of the interval, to spread load
+    school_hours_only: bool = False
+
+    def instance_name(self, type_name: str) -> str:
+        """The name logs and errors use for this probe."""
+        return self.name or type_name
+
+
+class Probe(Protocol):
+    """A source of samples; no I/O before the first ``collect``."""
+
+    def collect(self) -> list[Sample]:
+        """Measure now and return the samples (may be empty); raise on failure."""
+        ...
+
+
+class ProbeError(Exception):
+    """A probe failure worth one clear log line (the target is named in the message)."""

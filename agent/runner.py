@@ -1,0 +1,117 @@
+"""Wires an agent together from its config: probes -> scheduler -> spool -> publisher."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from agent.config import AgentConfig
+from agent.probes import build_probe
+from agent.probes.base import Probe, wall_clock_ms
+from agent.publisher import Publisher
+from agent.scheduler import ProbeScheduler, ScheduledProbe
+from agent.spool import Spool
+from common.wire import Sample
+
+log = logging.getLogger(__name__)
+
+AGENT_SAMPLE_INTERVAL = 60.0
+
+
+class AgentHealthProbe:
+    """The ``agent`` sample: the agent's own memory, CPU, spool and error counters."""
+
+    def __init__(self, spool: Spool, errors: Callable[[], int]) -> None:
+        self.spool = spool
+        self.errors = errors
+        self._process: object | None = None
+
+    def collect(self) -> list[Sample]:
+        """Measure the agent itself."""
+        import psutil
+
+        if self._process is None:
+            self._process = psutil.Process()
+        proc = self._process
+        assert isinstance(proc, psutil.Process)
+        stats = self.spool.stats()
+        return [Sample("agent", wall_clock_ms(), {}, {
+            "rss_mb": round(proc.memory_info().rss / 2**20, 2),
+            "cpu_pct": proc.cpu_percent(interval=None),
+            "spool_depth": stats.depth,
+            "spool_bytes": stats.bytes,
+            "dropped_total": stats.dropped_total,
+            "probe_errors": self.errors(),
+        })]
+
+
+def build_probes(config: AgentConfig) -> list[ScheduledProbe]:
+    """One scheduled probe per entry of ``probes:``."""
+    scheduled = []
+    for settings in config.probes:
+        probe: Probe = build_probe(settings)
+        interval = settings.interval
+        scheduled.append(ScheduledProbe(
+            name=settings.instance_name(settings.type),
+            probe=probe,
+            interval=interval,
+            timeout=settings.timeout or interval,
+            jitter=settings.jitter if settings.jitter is not None else interval * 0.1,
+            school_hours_only=settings.school_hours_only,
+        ))
+    return scheduled
+
+
+class Agent:
+    """A running agent."""
+
+    def __init__(self, config: AgentConfig, probes: list[ScheduledProbe] | None = None) -> None:
+        self.config = config
+        self.spool = Spool(config.spool.path, int(config.spool.max_mb * 2**20),
+                           config.spool.max_age)
+        probes = build_probes(config) if probes is None else probes
+        self.scheduler = ProbeScheduler(probes, self.spool, config.timetable)
+        health = AgentHealthProbe(
+            self.spool, lambda: self.scheduler.probe_errors + self.scheduler.spool_errors)
+        self.scheduler.probes["agent"] = ScheduledProbe(
+            "agent", health, AGENT_SAMPLE_INTERVAL, 10.0, 5.0)
+        self.publisher = Publisher(config, self.spool)
+
+    def run(self, stop: threading.Event) -> None:
+        """Measure and deliver until ``stop`` is set."""
+        self.spool.open()
+        self.publisher.start()
+        self.scheduler.start()
+        try:
+            while not stop.is_set():
+                self.scheduler.tick()
+                self.publisher.pump()
+                stop.wait(0.2)
+        finally:
+            self.scheduler.shutdown()
+            self.publisher.stop()
+            self.spool.close()
+
+    def run_once(self, timeout: float) -> bool:
+        """Run every probe once, deliver everything spooled; True when all was acked in time."""
+        self.spool.open()
+        deadline = time.monotonic() + timeout
+        try:
+            self.publisher.start()
+            if not self.scheduler.run_all_once(timeout):
+                log.error("not every probe finished within %.0fs", timeout)
+            while time.monotonic() < deadline:
+                self.publisher.pump()
+                if self.spool.stats().depth == 0:
+                    return True
+                time.sleep(0.05)
+            stats = self.spool.stats()
+            log.error("%d batches not acknowledged within %.0fs; they stay in %s",
+                      stats.depth, timeout, self.config.spool.path)
+            return False
+        finally:
+            self.scheduler.shutdown()
+            self.publisher.stop()
+            self.spool.close()

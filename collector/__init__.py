@@ -1,0 +1,1 @@
+"""The schoolmon collector: MQTT subscriber, validation, InfluxDB storage, rules and alerts."""

@@ -1,0 +1,113 @@
+"""collector.yaml: broker, storage, inventory, policies and alert settings."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from common.config import Duration, MqttSettings, Strict, WithSecrets, load_model
+
+
+class CollectorMqtt(MqttSettings):
+    """Broker settings plus the shared-subscription group."""
+
+    username: str | None = "collector"
+    share_group: str = Field(default="collectors", pattern=r"^[A-Za-z0-9_-]+$")
+    client_id: str | None = None  # default: schoolmon-collector-<hostname>
+    session_expiry: Duration = 3600.0
+
+    def effective_client_id(self) -> str:
+        """A stable id, so a restarted collector gets its un-acked messages back."""
+        return self.client_id or f"schoolmon-collector-{socket.gethostname()}"
+
+
+class Influx1Storage(WithSecrets):
+    """InfluxDB 1.x: POST /write with database and retention policy."""
+
+    _secret_names: ClassVar[tuple[str, ...]] = ("password",)
+
+    kind: Literal["influxdb1"]
+    url: str = "http://127.0.0.1:8086"
+    database: str = "schoolmon"
+    retention_policy: str = "autogen"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    timeout: Duration = 10.0
+
+
+class Influx2Storage(WithSecrets):
+    """InfluxDB 2.x/3.x (and VictoriaMetrics): /api/v2/write through influxdb-client."""
+
+    _secret_names: ClassVar[tuple[str, ...]] = ("token",)
+
+    kind: Literal["influxdb2"]
+    url: str = "http://127.0.0.1:8086"
+    org: str = "district"
+    bucket: str = "schoolmon"
+    token_env: str | None = None
+    token_file: str | None = None
+    timeout: Duration = 10.0
+
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+StorageSettings = Annotated[Influx1Storage | Influx2Storage, Field(discriminator="kind")]
+
+
+class WriteSettings(Strict):
+    """How the collector batches writes."""
+
+    batch_points: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval: Duration = 0.5
+    max_retry_delay: Duration = 30.0
+    queue_messages: int = Field(default=2000, ge=10)
+
+
+class SmtpSettings(WithSecrets):
+    """Outgoing mail server for alerts."""
+
+    _secret_names: ClassVar[tuple[str, ...]] = ("password",)
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+
+
+class AlertSettings(Strict):
+    """Alert emails to district IT."""
+
+    smtp: SmtpSettings
+    from_: Email = Field(alias="from")
+    to: list[Email] = Field(min_length=1)
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    group_wait: Duration = 30.0
+    repeat_interval: Duration = 4 * 3600.0
+    send_resolved: bool = True
+    state_path: str = "/var/lib/schoolmon/alerts.db"
+    dashboard_url: str | None = None
+
+
+class CollectorConfig(Strict):
+    """The whole collector.yaml."""
+
+    mqtt: CollectorMqtt = CollectorMqtt()
+    storage: StorageSettings
+    write: WriteSettings = WriteSettings()
+    inventory: str | None = None
+    policies: list[str] = []
+    alerts: AlertSettings | None = None
+
+
+def load_collector_config(path: str | Path,
+                          environ: Mapping[str, str] | None = None) -> CollectorConfig:
+    """Read and validate collector.yaml; raises ConfigError."""
+    return load_model(CollectorConfig, path, environ=environ)

@@ -1,0 +1,50 @@
+"""InfluxDB 1.x writer: POST /write?db=&rp=&precision=ms (Debian's influxdb 1.6 and later)."""
+
+from __future__ import annotations
+
+import urllib3
+
+from collector.config import Influx1Storage
+from collector.storage import StorageError, parse_retry_after
+
+
+class Influx1Writer:
+    """Writes to one database and retention policy."""
+
+    def __init__(self, settings: Influx1Storage) -> None:
+        self.settings = settings
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=settings.timeout), retries=False
+        )
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        password = settings.secret("password")
+        if settings.username:
+            self._headers.update(
+                urllib3.make_headers(basic_auth=f"{settings.username}:{password or ''}"))
+        self._url = settings.url.rstrip("/") + "/write"
+        self._fields = {"db": settings.database, "rp": settings.retention_policy,
+                        "precision": "ms"}
+
+    def write(self, lines: list[str]) -> None:
+        """POST the points; raises StorageError."""
+        if not lines:
+            return
+        from urllib.parse import urlencode
+
+        try:
+            resp = self._http.request(
+                "POST", f"{self._url}?{urlencode(self._fields)}",
+                body="\n".join(lines).encode("utf-8"), headers=self._headers,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise StorageError(f"InfluxDB {self.settings.url} unreachable: {exc}") from None
+        if resp.status == 204:
+            return
+        raise StorageError(
+            f"InfluxDB /write answered {resp.status}: {resp.data[:300].decode('utf-8', 'replace')}",
+            status=resp.status, retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+        )
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._http.clear()

@@ -1,0 +1,162 @@
+"""The collector's delivery loop: MQTT in, InfluxDB out, acks only after the write.
+
+paho's network thread validates each message and queues it; one writer thread takes messages
+in batches, writes their points, and only then sends the MQTT PUBACK (``manual_ack=True``) and
+the agent's ack.  While storage is down the writer keeps retrying and acks nothing, so the broker
+and the agents keep every message.  Rejected messages are written as ``schoolmon_reject`` points
+and acked with the batch they came in (they will never become valid by retrying).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from collector.config import CollectorConfig
+from collector.storage import PointWriter
+from collector.storage.resilient import ResilientWriter
+from collector.validate import Accepted, RejectCounter, Rejected, validate
+from common.mqtt import connect_async, make_client
+from common.wire import AgentIdentity, Topics, encode_ack, to_ranges
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A validated message waiting for its write."""
+
+    mid: int
+    qos: int
+    result: Accepted | Rejected
+
+
+class Collector:
+    """Subscribes, validates, stores and acknowledges."""
+
+    def __init__(self, config: CollectorConfig, writer: PointWriter) -> None:
+        self.config = config
+        self.topics = Topics(config.mqtt.topic_prefix)
+        self.stop_event = threading.Event()
+        self.storage = ResilientWriter(writer, self.stop_event,
+                                       max_delay=config.write.max_retry_delay)
+        self.rejects = RejectCounter()
+        self.accepted_messages = 0
+        self.connected = threading.Event()
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=config.write.queue_messages)
+        self._client: Any = None
+        self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
+                                               daemon=True)
+
+    def start(self) -> None:
+        """Connect and start the writer thread."""
+        cfg = self.config.mqtt
+        client = make_client(cfg, client_id=cfg.effective_client_id())
+        client.manual_ack_set(True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # Let the broker keep a window of messages in flight to us while we batch writes.
+        client.max_inflight_messages_set(100)
+        self._client = client
+        self._writer_thread.start()
+        connect_async(client, cfg, session_expiry_s=cfg.session_expiry)
+
+    def stop(self) -> None:
+        """Stop writing and disconnect (un-acked messages stay with the broker and agents)."""
+        self.stop_event.set()
+        if self._writer_thread.is_alive():
+            self._writer_thread.join(timeout=10)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def _on_connect(self, client: Any, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if reason.is_failure:
+            log.error("broker refused the collector: %s", reason)
+            return
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
+        client.subscribe(sub, options=SubscribeOptions(qos=1))
+        log.info("collector connected to %s:%s, subscribed to %s",
+                 self.config.mqtt.host, self.config.mqtt.port, sub)
+        self.connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if self.connected.is_set():
+            log.warning("collector disconnected from broker: %s; will reconnect", reason)
+        self.connected.clear()
+
+    def _on_message(self, _client: Any, _userdata: object, msg: Any) -> None:
+        result = validate(self.topics, msg.topic, msg.payload)
+        # Blocks paho's thread when the writer is behind: back-pressure on the broker.
+        self._queue.put(Inbound(msg.mid, msg.qos, result))
+
+    def _next_batch(self) -> list[Inbound]:
+        wcfg = self.config.write
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch, points = [first], _points(first)
+        deadline = time.monotonic() + wcfg.flush_interval
+        while points < wcfg.batch_points:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            batch.append(item)
+            points += _points(item)
+        return batch
+
+    def _write_loop(self) -> None:
+        while not self.stop_event.is_set():
+            batch = self._next_batch()
+            if batch:
+                self._deliver(batch)
+
+    def _deliver(self, batch: list[Inbound]) -> None:
+        lines: list[str] = []
+        seqs: dict[AgentIdentity, list[int]] = defaultdict(list)
+        for item in batch:
+            if isinstance(item.result, Accepted):
+                lines.extend(item.result.lines)
+                seqs[item.result.who].append(item.result.seq)
+            else:
+                lines.append(self.rejects.record(item.result))
+        if not self.storage.write(lines):
+            return  # stopping: nothing acked, the broker and the agents still hold it all
+        client = self._client
+        for item in batch:
+            if item.qos > 0:
+                client.ack(item.mid, item.qos)
+        for who, agent_seqs in seqs.items():
+            client.publish(self.topics.ack(who), encode_ack(to_ranges(agent_seqs)), qos=1)
+        self.accepted_messages += sum(len(s) for s in seqs.values())
+
+
+def _points(item: Inbound) -> int:
+    return len(item.result.lines) if isinstance(item.result, Accepted) else 1
+
+
+def build_writer(config: CollectorConfig) -> PointWriter:
+    """The writer the storage settings ask for (nothing connects yet)."""
+    from collector.config import Influx1Storage
+
+    if isinstance(config.storage, Influx1Storage):
+        from collector.storage.influx1 import Influx1Writer
+
+        return Influx1Writer(config.storage)
+    from collector.storage.influx2 import Influx2Writer
+
+    return Influx2Writer(config.storage)

@@ -1,0 +1,197 @@
+"""Config primitives shared by agent and collector: durations, secrets, MQTT/TLS, YAML loading.
+
+Secrets are never inline: a setting ``password`` is given as ``password_env`` (the name of an
+environment variable) or ``password_file`` (a file readable only by the service user).  They are
+resolved while validating, with the environment passed as validation context, so a missing
+variable is a config error with its path, like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Final, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from common.wire import DEFAULT_PREFIX, ID_RE
+
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """'30s', '5m', '1h', '14d' (or a number of seconds) -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration like '30s', '5m', '1h' or '14d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration like '30s', '5m', '1h' or '14d'")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Identifier = Annotated[str, Field(pattern=ID_RE.pattern)]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretError(ValueError):
+    """A secret that cannot be read safely."""
+
+
+def read_secret(env_name: str | None, file_path: str | None, environ: Mapping[str, str],
+                what: str) -> str | None:
+    """Resolve a secret from an environment variable or a private file (mode 0600 or stricter)."""
+    if env_name and file_path:
+        raise SecretError(f"give {what}_env or {what}_file, not both")
+    if env_name:
+        if env_name not in environ:
+            raise SecretError(f"environment variable {env_name} is not set")
+        return environ[env_name]
+    if file_path:
+        path = Path(file_path)
+        try:
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise SecretError(
+                    f"{file_path} is readable by others (mode {stat.S_IMODE(mode):o}); "
+                    f"run: chmod 600 {file_path}"
+                )
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SecretError(f"cannot read {file_path}: {exc.strerror}") from None
+    return None
+
+
+class WithSecrets(Strict):
+    """A model whose ``<name>_env`` / ``<name>_file`` pairs are resolved on validation.
+
+    Subclasses list the secret names in ``_secret_names``; resolved values are kept in a private
+    attribute so they never appear in ``repr`` or ``model_dump`` (and so never in logs).
+    """
+
+    _secret_names: ClassVar[tuple[str, ...]] = ()
+    _secrets: dict[str, str | None] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> WithSecrets:
+        context = info.context if isinstance(info.context, dict) else {}
+        environ: Mapping[str, str] = context.get("environ", os.environ)
+        for name in self._secret_names:
+            env_name = getattr(self, f"{name}_env")
+            file_path = getattr(self, f"{name}_file")
+            try:
+                self._secrets[name] = read_secret(env_name, file_path, environ, name)
+            except SecretError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return self
+
+    def secret(self, name: str) -> str | None:
+        """The resolved value of secret ``name`` (None when not configured)."""
+        return self._secrets.get(name)
+
+
+class TlsSettings(Strict):
+    """TLS for MQTT: CA to verify the broker; optional client certificate."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttSettings(WithSecrets):
+    """How to reach the broker."""
+
+    _secret_names: ClassVar[tuple[str, ...]] = ("password",)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    tls: TlsSettings | None = None
+    topic_prefix: str = DEFAULT_PREFIX
+    keepalive: Duration = 30.0
+    session_expiry: Duration = 7 * 86400.0
+
+
+def format_validation_error(file: str, exc: ValidationError) -> list[str]:
+    """One line per problem: 'file: path.to.key: why'."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{file}: {path}: {msg}")
+    return lines
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; ``lines`` are ready to print."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; raises ConfigError with the file and line on failure."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(top)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}: {where}: YAML: {problem}"]) from None
+
+
+def load_model(model: type[M], path: str | Path, data: Any = None,
+               environ: Mapping[str, str] | None = None) -> M:
+    """Validate YAML data (read from ``path`` when not given) into ``model``."""
+    if data is None:
+        data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: (top): expected a mapping of settings"])
+    context = {"environ": os.environ if environ is None else environ, "base": Path(path).parent}
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None

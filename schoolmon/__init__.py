@@ -1,0 +1,1 @@
+"""schoolmon: the command on top of agent and collector."""

@@ -1,0 +1,3 @@
+from schoolmon.cli import main
+
+raise SystemExit(main())

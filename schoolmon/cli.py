@@ -1,0 +1,207 @@
+"""The ``schoolmon`` command: one entry point for agent, collector, checks and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from common.config import ConfigError, read_yaml
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit code ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _version() -> str:
+    try:
+        return version("schoolmon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_sig: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def config_kind(data: Any) -> str:
+    """Tell an agent, collector or inventory file by its top-level keys."""
+    if isinstance(data, dict):
+        if "agent" in data:
+            return "agent"
+        if "storage" in data:
+            return "collector"
+        if "districts" in data or "schools" in data:
+            return "inventory"
+    return "unknown"
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate each file; print one line per problem."""
+    from agent.config import AgentConfig
+    from collector.config import CollectorConfig
+    from collector.inventory import Inventory
+    from common.config import load_model
+
+    models: dict[str, Any] = {
+        "agent": AgentConfig, "collector": CollectorConfig, "inventory": Inventory,
+    }
+    problems: list[str] = []
+    for file in args.files:
+        try:
+            data = read_yaml(file)
+            kind = config_kind(data)
+            if kind == "unknown":
+                problems.append(f"{file}: (top): not an agent (agent:), collector (storage:) "
+                                "or inventory (districts:) file")
+                continue
+            load_model(models[kind], file, data=data)
+            print(f"{file}: ok ({kind})")
+        except ConfigError as exc:
+            problems.extend(exc.lines)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return EXIT_USAGE if problems else 0
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    """Run the agent (or once with --once)."""
+    from agent.config import load_agent_config
+    from agent.runner import Agent
+
+    config = load_agent_config(args.config)
+    agent = Agent(config)
+    if args.once:
+        return 0 if agent.run_once(timeout=args.timeout) else 1
+    agent.run(_stop_on_signals())
+    return 0
+
+
+def cmd_agent_probe(args: argparse.Namespace) -> int:
+    """Run one probe and print its samples as JSON lines."""
+    import orjson
+
+    from agent.config import load_agent_config
+    from agent.probes import build_probe
+
+    config = load_agent_config(args.config)
+    names = {p.instance_name(p.type): p for p in config.probes}
+    if args.name not in names:
+        raise UserError(f"{args.config}: no probe named {args.name!r} "
+                        f"(have: {', '.join(sorted(names)) or 'none'})")
+    probe = build_probe(names[args.name])
+    for _ in range(max(1, args.count)):
+        for sample in probe.collect():
+            print(orjson.dumps(sample.to_json_obj()).decode())
+        if args.count > 1:
+            threading.Event().wait(args.every)
+    return 0
+
+
+def cmd_collector_run(args: argparse.Namespace) -> int:
+    """Run the collector until SIGINT/SIGTERM."""
+    from collector.config import load_collector_config
+    from collector.subscriber import Collector, build_writer
+
+    config = load_collector_config(args.config)
+    collector = Collector(config, build_writer(config))
+    stop = _stop_on_signals()
+    collector.start()
+    stop.wait()
+    collector.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the local stack and show data landing."""
+    from schoolmon.demo import run_demo
+
+    return run_demo(duration=args.duration, workdir=Path(args.dir) if args.dir else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="schoolmon", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"schoolmon {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate agent/collector/inventory YAML files")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_check_config)
+
+    agent = sub.add_parser("agent", help="run or inspect the agent").add_subparsers(
+        dest="agent_command", required=True)
+    p = agent.add_parser("run", help="measure and deliver")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--once", action="store_true",
+                   help="run every probe once, deliver, wait for the ack, exit")
+    p.add_argument("--timeout", type=float, default=60.0, help="with --once: seconds to wait")
+    p.set_defaults(func=cmd_agent_run)
+    p = agent.add_parser("probe", help="print one probe's samples as JSON lines")
+    p.add_argument("name")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--count", type=int, default=1, help="collect this many times")
+    p.add_argument("--every", type=float, default=1.0, help="seconds between collects")
+    p.set_defaults(func=cmd_agent_probe)
+
+    coll = sub.add_parser("collector", help="run the collector").add_subparsers(
+        dest="collector_command", required=True)
+    p = coll.add_parser("run")
+    p.add_argument("-c", "--config", required=True)
+    p.set_defaults(func=cmd_collector_run)
+
+    p = sub.add_parser("demo", help="start a local stack and show data landing")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds (0: until Ctrl-C)")
+    p.add_argument("--dir", help="work directory (default: a new temporary one)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a subcommand; user mistakes are one line on stderr, exit 2."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        print(f"schoolmon: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

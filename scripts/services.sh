@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Start/stop the real services schoolmon's tests and demo use, as plain processes on free
+# loopback ports with all their data under DIR.
+#
+#   scripts/services.sh start DIR [mosquitto] [influxdb] [victoria-metrics]   (default: all)
+#   scripts/services.sh stop  DIR [name...]                                   (default: all)
+#   scripts/services.sh env   DIR                                             (print DIR/services.env)
+#
+# A service keeps its port across stop/start in the same DIR (tests stop InfluxDB and start it
+# again).  `stop` ends exactly the processes this script started in DIR (by their pid files).
+set -euo pipefail
+
+ALL=(mosquitto influxdb victoria-metrics)
+
+die() { echo "services.sh: $*" >&2; exit 2; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# The port of a service in DIR: chosen once, then reused.
+port_of() {
+    local dir=$1 name=$2 file="$1/$2.port"
+    [ -s "$file" ] || free_port >"$file"
+    cat "$file"
+}
+
+is_running() {
+    local pidfile="$1/$2.pid"
+    [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+wait_for() {  # name, command...; up to 30 s
+    local name=$1; shift
+    for _ in $(seq 1 300); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    die "$name did not answer within 30 s (see its log in the service directory)"
+}
+
+start_mosquitto() {
+    local dir=$1 port; port=$(port_of "$dir" mosquitto)
+    command -v mosquitto >/dev/null || die "mosquitto is not installed (apt-get install mosquitto)"
+    mkdir -p "$dir/mosquitto"
+    cat >"$dir/mosquitto.conf" <<EOF
+# Loopback only, for tests and the demo; deployments use configs/mosquitto.conf (TLS, ACL).
+per_listener_settings false
+listener $port 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location $dir/mosquitto/
+autosave_interval 1
+log_dest file $dir/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+user $(id -un)
+EOF
+    mosquitto -c "$dir/mosquitto.conf" >>"$dir/mosquitto.out" 2>&1 &
+    echo $! >"$dir/mosquitto.pid"
+    wait_for mosquitto python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)"
+}
+
+start_influxdb() {
+    local dir=$1 port rpc; port=$(port_of "$dir" influxdb); rpc=$(port_of "$dir" influxdb-rpc)
+    command -v influxd >/dev/null || die "influxd is not installed (apt-get install influxdb)"
+    mkdir -p "$dir/influxdb"
+    cat >"$dir/influxdb.conf" <<EOF
+reporting-disabled = true
+bind-address = "127.0.0.1:$rpc"
+[meta]
+  dir = "$dir/influxdb/meta"
+[data]
+  dir = "$dir/influxdb/data"
+  wal-dir = "$dir/influxdb/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:$port"
+  log-enabled = false
+[continuous_queries]
+  log-enabled = false
+EOF
+    influxd run -config "$dir/influxdb.conf" >>"$dir/influxdb.log" 2>&1 &
+    echo $! >"$dir/influxdb.pid"
+    wait_for influxdb curl -sf "http://127.0.0.1:$port/ping"
+    curl -sf -XPOST "http://127.0.0.1:$port/query" --data-urlencode "q=CREATE DATABASE schoolmon" >/dev/null
+}
+
+start_victoria_metrics() {
+    local dir=$1 port; port=$(port_of "$dir" victoria-metrics)
+    command -v victoria-metrics >/dev/null || die "victoria-metrics is not installed (apt-get install victoria-metrics)"
+    mkdir -p "$dir/victoria-metrics"
+    # dedup at 1ms: a re-delivered sample (same series and time) counts once, as in InfluxDB.
+    victoria-metrics -httpListenAddr="127.0.0.1:$port" -storageDataPath="$dir/victoria-metrics" \
+        -retentionPeriod=100y -dedup.minScrapeInterval=1ms -search.latencyOffset=0s &>>"$dir/victoria-metrics.log" &
+    echo $! >"$dir/victoria-metrics.pid"
+    wait_for victoria-metrics curl -sf "http://127.0.0.1:$port/health"
+}
+
+write_env() {
+    local dir=$1
+    {
+        [ -s "$dir/mosquitto.port" ] && echo "MQTT_HOST=127.0.0.1" && echo "MQTT_PORT=$(cat "$dir/mosquitto.port")"
+        [ -s "$dir/influxdb.port" ] && echo "INFLUXDB_URL=http://127.0.0.1:$(cat "$dir/influxdb.port")"
+        [ -s "$dir/victoria-metrics.port" ] && echo "VICTORIA_URL=http://127.0.0.1:$(cat "$dir/victoria-metrics.port")"
+        true
+    } >"$dir/services.env"
+}
+
+stop_one() {
+    local dir=$1 name=$2 pidfile="$1/$2.pid" pid
+    [ -s "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+}
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop|env DIR [service...]"
+shift 2
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+for n in "${names[@]}"; do
+    case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown service $n (known: ${ALL[*]})" ;; esac
+done
+
+case "$cmd" in
+    start)
+        mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+        for n in "${names[@]}"; do
+            is_running "$dir" "$n" || "start_${n//-/_}" "$dir"
+        done
+        write_env "$dir"
+        cat "$dir/services.env"
+        ;;
+    stop)
+        [ -d "$dir" ] || exit 0
+        dir=$(cd "$dir" && pwd)
+        for n in "${names[@]}"; do stop_one "$dir" "$n"; done
+        ;;
+    env)
+        cat "$dir/services.env"
+        ;;
+    *) die "unknown command $cmd (start, stop, env)" ;;
+esac
