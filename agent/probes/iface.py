@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from agent.probes.base import Monotonic, ProbeSettingsBase, WallClockMs
+from common.config import Duration
 from common.wire import Sample
 
 Role = Literal["wan", "lan", "wlan", "other"]
@@ -16,7 +17,7 @@ class IfaceSettings(ProbeSettingsBase):
     """``type: iface``: every NIC (loopback excluded) with the roles given."""
 
     type: Literal["iface"]
-    interval: float = 10.0
+    interval: Duration = 10.0
     roles: dict[str, Role] = {}
     only_listed: bool = False  # measure only the NICs named in roles
 
