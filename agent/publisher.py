@@ -9,6 +9,7 @@ hand those to another member of the share group).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -60,10 +61,9 @@ class Publisher:
             return
         if self.connected.is_set():
             info = client.publish(self.topics.status(self.who), b"offline", qos=1, retain=True)
-            try:
+            # Not delivered in time: the broker publishes the last will instead.
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass  # not delivered: the broker publishes the will instead
         client.disconnect()
         client.loop_stop()
         self._client = None

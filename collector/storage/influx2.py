@@ -1,4 +1,4 @@
-"""InfluxDB 2.x/3.x writer through influxdb-client (/api/v2/write); VictoriaMetrics speaks it too."""
+"""InfluxDB 2.x/3.x writer through influxdb-client (/api/v2/write); VictoriaMetrics too."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class ResilientWriter:
     points stand alone; those are quarantined (logged and counted), the rest are stored.
     """
 
-    def __init__(self, writer: PointWriter, stop: threading.Event,
+    def __init__(self, writer: PointWriter, stop: threading.Event, *,
                  max_delay: float = 30.0, first_delay: float = 0.5,
                  wait: Callable[[float], bool] | None = None,
                  on_quarantine: Callable[[str, StorageError], None] | None = None) -> None:
