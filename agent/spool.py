@@ -72,11 +72,14 @@ class Spool:
 
     def open(self) -> Spool:
         """Create or open the database file (and its directory, private to this user)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolWriteError(f"cannot open spool {self.path}: {exc}") from None
         self._db = db
         self._bytes = int(db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch")
                           .fetchone()[0])

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from agent.spool import SpoolWriteError
 from common.config import ConfigError, read_yaml
 
 EXIT_USAGE = 2
@@ -199,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"schoolmon: {exc}", file=sys.stderr)
         return exc.code
+    except SpoolWriteError as exc:
+        print(f"schoolmon: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -350,3 +350,24 @@ def test_bad_input_is_rejected_counted_and_valid_messages_land(
     stored = influx_rows(services.influx_url, influx_db,
                          "SELECT COUNT(count) FROM schoolmon_reject GROUP BY cause")
     assert {r["cause"]: r["count"] for r in stored} == collector.rejects.counts
+
+
+def test_agent_once_with_dead_broker_keeps_samples_and_exits_1(tmp_path: Path) -> None:
+    """No broker at all: exit 1 after the timeout, one clear log line, samples kept on disk."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump({
+        "agent": {"id": "dead-gw", "school": "s", "district": "d"},
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "spool": {"path": str(tmp_path / "spool.db")},
+        "probes": [{"type": "host"}],
+    }))
+    result = subprocess.run(schoolmon_cmd("agent", "run", "--once", "--timeout", "3", "-c",
+                                          str(tmp_path / "agent.yaml")),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "not acknowledged" in result.stderr and "Traceback" not in result.stderr
+    assert spool_depth(tmp_path / "spool.db") == 2  # the host sample and the agent sample
