@@ -1,0 +1,1 @@
+"""Speed test: LibreSpeed-compatible server and client."""
