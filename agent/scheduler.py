@@ -92,7 +92,10 @@ class ProbeScheduler:
                 and not self.timetable.is_school_time(self.now())):
             return None
         p.started, p.timed_out_logged = self.monotonic(), False
-        future = self._pool.submit(p.probe.collect)
+        # A forced run (agent run --once) uses the probe's collect_now when it has one: the
+        # speed test, for one, runs at once instead of waiting for its planned time.
+        collect = getattr(p.probe, "collect_now", p.probe.collect) if force else p.probe.collect
+        future = self._pool.submit(collect)
         p.future = future
         future.add_done_callback(lambda f: self._finished(p, f))
         return future

@@ -140,6 +140,57 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speedtest_serve(args: argparse.Namespace) -> int:
+    """Serve the LibreSpeed backend API until SIGINT/SIGTERM."""
+    import asyncio
+
+    from agent.speedtest.server import parse_listen, serve
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(host, port, stop=stop)
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.listen}: {exc.strerror or exc}", 1) from None
+    return 0
+
+
+def cmd_speedtest_run(args: argparse.Namespace) -> int:
+    """One test against a server (or the lowest-latency of several)."""
+    import dataclasses
+
+    import orjson
+
+    from agent.speedtest.client import pick_server, run_speedtest
+
+    try:
+        server = pick_server(args.server) if len(args.server) > 1 else args.server[0]
+        result = run_speedtest(server, streams=args.streams, duration=args.duration,
+                               byte_cap=int(args.max_mb * 2**20))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"speed test failed: {exc}", 1) from None
+    if args.json:
+        print(orjson.dumps(dataclasses.asdict(result)).decode())
+    else:
+        print(f"server {result.server}\n  download {result.down_mbps:10.2f} Mbit/s\n"
+              f"  upload   {result.up_mbps:10.2f} Mbit/s\n  latency  {result.rtt_ms:10.2f} ms"
+              f" (jitter {result.jitter_ms:.2f} ms)\n  {result.bytes / 2**20:.0f} MiB in "
+              f"{result.duration_s:.1f} s")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the local stack and show data landing."""
     from schoolmon.demo import run_demo
@@ -178,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = coll.add_parser("run")
     p.add_argument("-c", "--config", required=True)
     p.set_defaults(func=cmd_collector_run)
+
+    st = sub.add_parser("speedtest", help="speed-test server and client").add_subparsers(
+        dest="speedtest_command", required=True)
+    p = st.add_parser("serve", help="serve the LibreSpeed backend API")
+    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT")
+    p.set_defaults(func=cmd_speedtest_serve)
+    p = st.add_parser("run", help="measure download, upload and latency")
+    p.add_argument("--server", action="append", required=True,
+                   help="http://HOST:PORT (repeat: the lowest-latency one is used)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per direction")
+    p.add_argument("--streams", type=int, default=4)
+    p.add_argument("--max-mb", type=float, default=2000.0, help="byte cap for the whole test")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_speedtest_run)
 
     p = sub.add_parser("demo", help="start a local stack and show data landing")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (0: until Ctrl-C)")

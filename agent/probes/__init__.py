@@ -9,16 +9,22 @@ from pydantic import Field
 from agent.probes.base import Probe
 from agent.probes.host import HostSettings
 from agent.probes.iface import IfaceSettings
+from agent.probes.speedtest import SpeedtestSettings
 
-ProbeSettings = Annotated[IfaceSettings | HostSettings, Field(discriminator="type")]
+AnyProbeSettings = IfaceSettings | HostSettings | SpeedtestSettings
+ProbeSettings = Annotated[AnyProbeSettings, Field(discriminator="type")]
 
 
-def build_probe(settings: IfaceSettings | HostSettings) -> Probe:
+def build_probe(settings: AnyProbeSettings) -> Probe:
     """A probe wired to its production data sources (imported here, not at module load)."""
     if isinstance(settings, IfaceSettings):
         from agent.probes import iface
 
         return iface.IfaceProbe(settings, iface.psutil_sources())
+    if isinstance(settings, SpeedtestSettings):
+        from agent.probes.speedtest import SpeedtestProbe
+
+        return SpeedtestProbe(settings)
     from agent.probes import host
 
     return host.HostProbe(settings, host.psutil_sources())

@@ -33,7 +33,11 @@ class ProbeSettingsBase(Strict):
 
 
 class Probe(Protocol):
-    """A source of samples; no I/O before the first ``collect``."""
+    """A source of samples; no I/O before the first ``collect``.
+
+    A probe may also offer ``collect_now()``, used by ``agent run --once`` when its ``collect``
+    follows a plan of its own (the speed test).
+    """
 
     def collect(self) -> list[Sample]:
         """Measure now and return the samples (may be empty); raise on failure."""
