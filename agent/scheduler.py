@@ -40,6 +40,11 @@ class ScheduledProbe:
     started: float | None = None  # monotonic start of the current run
     timed_out_logged: bool = False
     future: Future[list[Sample]] | None = field(default=None, repr=False)
+    # Clear while a run is under way, set once its samples are spooled (or its error counted).
+    idle: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
 
 
 class ProbeScheduler:
@@ -92,6 +97,7 @@ class ProbeScheduler:
                 and not self.timetable.is_school_time(self.now())):
             return None
         p.started, p.timed_out_logged = self.monotonic(), False
+        p.idle.clear()
         # A forced run (agent run --once) uses the probe's collect_now when it has one: the
         # speed test, for one, runs at once instead of waiting for its planned time.
         collect = getattr(p.probe, "collect_now", p.probe.collect) if force else p.probe.collect
@@ -102,26 +108,27 @@ class ProbeScheduler:
 
     def run_all_once(self, timeout: float) -> bool:
         """Run every probe now and wait for all; True when each finished within ``timeout``."""
-        futures = [f for name in self.probes if (f := self.submit(name, force=True))]
+        started = [self.probes[name] for name in list(self.probes)
+                   if self.submit(name, force=True) is not None]
         deadline = self.monotonic() + timeout
-        for f in futures:
-            try:
-                f.exception(timeout=max(0.0, deadline - self.monotonic()))
-            except TimeoutError:
-                return False
-        # done callbacks run in the worker thread right after the result is set
-        time.sleep(0)
-        return True
+        # Wait for _finished, not just the future: the future is done before its callback has
+        # put the samples into the spool.
+        return all(p.idle.wait(max(0.0, deadline - self.monotonic())) for p in started)
 
     def _finished(self, p: ScheduledProbe, future: Future[list[Sample]]) -> None:
         p.started = None
-        exc = future.exception()
-        if exc is not None:
-            with self._lock:
-                self.probe_errors += 1
-            log.error("probe %s failed: %s", p.name, exc)
-            return
-        self.store(p.name, future.result())
+        try:
+            if future.cancelled():  # shutdown(cancel_futures=True) before it started
+                return
+            exc = future.exception()
+            if exc is not None:
+                with self._lock:
+                    self.probe_errors += 1
+                log.error("probe %s failed: %s", p.name, exc)
+                return
+            self.store(p.name, future.result())
+        finally:
+            p.idle.set()
 
     def store(self, source: str, samples: list[Sample]) -> None:
         """Spool samples in batches no larger than the wire limit."""

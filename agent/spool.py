@@ -10,6 +10,7 @@ across restarts).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -115,6 +116,8 @@ class Spool:
     def append(self, payload: bytes, samples: int) -> int:
         """Store a batch durably and return its seq; evicts the oldest when over the bounds."""
         now = self.clock_ms()
+        if self._db is None:
+            raise SpoolWriteError(f"spool {self.path} is not open")
         try:
             with self._transaction() as db:  # the row and any eviction together
                 cur = db.execute(
@@ -123,8 +126,8 @@ class Spool:
                 )
                 self._bytes += len(payload)
                 self._evict(now)
-        except sqlite3.Error as exc:
-            with self._lock:
+        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: closed meanwhile
+            with self._lock, contextlib.suppress(sqlite3.Error, RuntimeError):
                 self._bytes = int(self.db.execute(
                     "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch").fetchone()[0])
             raise SpoolWriteError(f"spool {self.path}: {exc}") from None

@@ -93,7 +93,7 @@ def plan_day(day: dt.date, windows: list[str], count: int, tz: dt.tzinfo,
 class SpeedtestProbe:
     """Runs planned tests; one ``speedtest`` sample per test."""
 
-    def __init__(self, settings: SpeedtestSettings, runner: Runner = default_runner,
+    def __init__(self, settings: SpeedtestSettings, *, runner: Runner = default_runner,
                  choose: Callable[[list[str]], str] = pick_server,
                  now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
                  now_ms: WallClockMs = wall_clock_ms, rng: random.Random | None = None) -> None:

@@ -34,7 +34,7 @@ _BLOCK = os.urandom(MIB)
 _COMMON = b"Cache-Control: no-store, no-cache\r\nAccess-Control-Allow-Origin: *\r\n"
 
 
-class BadRequest(Exception):
+class BadRequestError(Exception):
     """An answer 4xx: status and reason."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -52,14 +52,14 @@ def _response(status: int, reason: str, body: bytes = b"",
 
 
 def parse_cksize(query: str) -> int:
-    """ckSize in MiB from a query string (default 4); raises BadRequest."""
+    """ckSize in MiB from a query string (default 4); raises BadRequestError."""
     values = parse_qs(query).get("ckSize", ["4"])
     try:
         size = int(values[0])
     except ValueError:
-        raise BadRequest(400, "ckSize must be an integer") from None
+        raise BadRequestError(400, "ckSize must be an integer") from None
     if not 1 <= size <= MAX_CKSIZE:
-        raise BadRequest(400, f"ckSize must be 1..{MAX_CKSIZE}")
+        raise BadRequestError(400, f"ckSize must be 1..{MAX_CKSIZE}")
     return size
 
 
@@ -69,11 +69,11 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     except asyncio.IncompleteReadError:
         return None  # the client closed the connection
     except asyncio.LimitOverrunError:
-        raise BadRequest(431, "headers too large") from None
+        raise BadRequestError(431, "headers too large") from None
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequest(400, "bad request line")
+        raise BadRequestError(400, "bad request line")
     headers = {}
     for line in lines[1:]:
         if ":" in line:
@@ -92,13 +92,13 @@ async def _send_garbage(writer: asyncio.StreamWriter, size_mib: int) -> None:
 
 async def _discard_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise BadRequest(411, "send Content-Length")
+        raise BadRequestError(411, "send Content-Length")
     try:
         remaining = int(headers.get("content-length", "0"))
     except ValueError:
-        raise BadRequest(400, "bad Content-Length") from None
+        raise BadRequestError(400, "bad Content-Length") from None
     if not 0 <= remaining <= MAX_UPLOAD_BYTES:
-        raise BadRequest(413, f"body over {MAX_UPLOAD_BYTES} bytes")
+        raise BadRequestError(413, f"body over {MAX_UPLOAD_BYTES} bytes")
     while remaining > 0:
         chunk = await reader.read(min(remaining, MIB))
         if not chunk:
@@ -117,8 +117,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     return
                 method, target, headers = head
                 url = urlsplit(target)
-                await _route(method, url.path, url.query, headers, reader, writer, peer)
-            except BadRequest as exc:
+                await _route(method, url.path, url.query, headers, reader=reader,
+                             writer=writer, peer=peer)
+            except BadRequestError as exc:
                 writer.write(_response(exc.status, exc.reason, exc.reason.encode(), close=True))
                 await writer.drain()
                 return
@@ -132,7 +133,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             await writer.wait_closed()
 
 
-async def _route(method: str, path: str, query: str, headers: dict[str, str],
+async def _route(method: str, path: str, query: str, headers: dict[str, str], *,
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  peer: tuple[str, int] | None) -> None:
     if path == "/backend/garbage.php" and method == "GET":
@@ -147,9 +148,9 @@ async def _route(method: str, path: str, query: str, headers: dict[str, str],
     elif path == "/healthz" and method == "GET":
         writer.write(_response(200, "OK", b"ok\n"))
     elif method not in ("GET", "POST", "HEAD"):
-        raise BadRequest(405, "method not allowed")
+        raise BadRequestError(405, "method not allowed")
     else:
-        raise BadRequest(404, "not found")
+        raise BadRequestError(404, "not found")
     await writer.drain()
 
 

@@ -1,0 +1,135 @@
+"""The speed-test schedule: planned times inside windows, max per day, daily byte budget."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.probes.base import ProbeError
+from agent.probes.speedtest import SpeedtestProbe, SpeedtestSettings, plan_day
+from agent.speedtest.client import Endpoint, SpeedtestResult, jitter
+
+TZ = ZoneInfo("Asia/Shanghai")
+MIB = 1 << 20
+
+
+class FakeClock:
+    """A settable wall clock."""
+
+    def __init__(self, when: dt.datetime) -> None:
+        self.when = when
+
+    def __call__(self) -> dt.datetime:
+        return self.when
+
+
+class RecordingRunner:
+    """Stands in for the network test; records each call's byte cap."""
+
+    def __init__(self, bytes_per_test: int) -> None:
+        self.bytes_per_test = bytes_per_test
+        self.caps: list[int] = []
+
+    def __call__(self, server: str, streams: int, duration: float, cap: int) -> SpeedtestResult:
+        self.caps.append(cap)
+        return SpeedtestResult(server, 95.5, 40.25, 3.5, 0.5, min(cap, self.bytes_per_test),
+                               duration * 2)
+
+
+def settings(**over: object) -> SpeedtestSettings:
+    """Settings with test defaults."""
+    base: dict[str, object] = {"type": "speedtest", "servers": ["http://10.20.0.5:8080"],
+                               "windows": ["08:00-12:00", "14:00-16:00"], "max_per_day": 4,
+                               "daily_budget_mb": 100}
+    return SpeedtestSettings.model_validate({**base, **over})
+
+
+def probe(clock: FakeClock, runner: RecordingRunner, **over: object) -> SpeedtestProbe:
+    """A probe with injected clock, runner and server choice."""
+    return SpeedtestProbe(settings(**over), runner=runner, choose=lambda s: s[0], now=clock,
+                          now_ms=lambda: 1_763_890_000_000, rng=random.Random(7))
+
+
+def test_plan_day_puts_every_time_inside_a_window() -> None:
+    """Planned times fall in the windows, sorted, as many as asked."""
+    day = dt.date(2026, 11, 23)
+    times = plan_day(day, ["08:00-12:00", "14:00-16:00"], 50, TZ, random.Random(1))
+    assert len(times) == 50 and times == sorted(times)
+    for t in times:
+        minutes = t.hour * 60 + t.minute
+        assert 8 * 60 <= minutes <= 12 * 60 or 14 * 60 <= minutes <= 16 * 60, t
+    assert any(t.hour >= 14 for t in times) and any(t.hour < 12 for t in times)
+
+
+def test_tests_run_only_when_planned_and_at_most_max_per_day() -> None:
+    """Polling all day runs exactly max_per_day tests, none before the first planned time."""
+    clock = FakeClock(dt.datetime(2026, 11, 23, 0, 0, tzinfo=TZ))
+    runner = RecordingRunner(MIB)
+    p = probe(clock, runner)
+    assert p.collect() == []  # midnight: nothing planned yet
+    samples = []
+    for minute in range(0, 24 * 60, 5):
+        clock.when = dt.datetime(2026, 11, 23, tzinfo=TZ) + dt.timedelta(minutes=minute)
+        samples += p.collect()
+    assert len(samples) == 4 == len(runner.caps)
+    assert samples[0].kind == "speedtest" and samples[0].fields["down_mbps"] == 95.5
+    assert samples[0].tags == {"server": "http://10.20.0.5:8080"}
+    # The next day has a plan of its own.
+    clock.when = dt.datetime(2026, 11, 24, 23, 59, tzinfo=TZ)
+    assert len(p.collect()) == 1  # missed slots are not made up in a burst
+
+
+def test_daily_budget_caps_and_then_stops_tests() -> None:
+    """Each test's byte cap is what is left of today's budget; none runs once it is spent."""
+    clock = FakeClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    runner = RecordingRunner(60 * MIB)
+    p = probe(clock, runner)
+    assert len(p.collect_now()) == 1
+    assert runner.caps == [100 * MIB]
+    assert len(p.collect_now()) == 1
+    assert runner.caps[1] == 40 * MIB  # what was left
+    assert p.collect_now() == []  # budget used up
+    assert len(runner.caps) == 2
+
+
+def test_failed_test_is_a_probe_error_naming_the_cause() -> None:
+    """An unreachable server is a ProbeError (the scheduler logs it by probe name)."""
+    def failing(*_args: object) -> SpeedtestResult:
+        raise OSError("connection refused")
+
+    p = SpeedtestProbe(settings(), runner=failing, choose=lambda s: s[0],
+                       now=FakeClock(dt.datetime(2026, 11, 23, 9, tzinfo=TZ)))
+    with pytest.raises(ProbeError, match="connection refused"):
+        p.collect_now()
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://10.20.0.5:8080", Endpoint("10.20.0.5", 8080, "")),
+    ("http://speed.district.example/librespeed/", Endpoint("speed.district.example", 80,
+                                                           "/librespeed")),
+])
+def test_endpoint_parse(url: str, expected: Endpoint) -> None:
+    """Server URLs with and without port and path prefix."""
+    assert Endpoint.parse(url) == expected
+
+
+@pytest.mark.parametrize("url", ["https://x", "ftp://x", "10.0.0.1:80", "http://"])
+def test_endpoint_parse_rejects(url: str) -> None:
+    """Only plain http URLs with a host."""
+    with pytest.raises(ValueError, match="expected http"):
+        Endpoint.parse(url)
+
+
+def test_jitter_is_mean_absolute_difference() -> None:
+    """Jitter of round trips 10, 12, 11, 15 ms is (2 + 1 + 4) / 3."""
+    assert jitter([10.0, 12.0, 11.0, 15.0]) == pytest.approx(7 / 3)
+    assert jitter([5.0]) == 0.0
+
+
+def test_bad_window_is_a_config_error() -> None:
+    """Windows use the timetable's HH:MM-HH:MM form."""
+    with pytest.raises(ValueError, match="07:30-12:00"):
+        settings(windows=["8-12"])
