@@ -72,11 +72,10 @@ class Agent:
         self.spool = Spool(config.spool.path, int(config.spool.max_mb * 2**20),
                            config.spool.max_age)
         probes = build_probes(config) if probes is None else probes
-        self.scheduler = ProbeScheduler(probes, self.spool, config.timetable)
         health = AgentHealthProbe(
             self.spool, lambda: self.scheduler.probe_errors + self.scheduler.spool_errors)
-        self.scheduler.probes["agent"] = ScheduledProbe(
-            "agent", health, AGENT_SAMPLE_INTERVAL, 10.0, 5.0)
+        probes = [*probes, ScheduledProbe("agent", health, AGENT_SAMPLE_INTERVAL, 10.0, 5.0)]
+        self.scheduler = ProbeScheduler(probes, self.spool, config.timetable)
         self.publisher = Publisher(config, self.spool)
 
     def run(self, stop: threading.Event) -> None:

@@ -8,6 +8,7 @@ variable is a config error with its path, like any other.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -31,6 +32,7 @@ from common.wire import DEFAULT_PREFIX, ID_RE
 
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_KEY_PREFIX_RE: Final = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.+)$", re.S)
 
 
 def parse_duration(value: object) -> float:
@@ -43,6 +45,8 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration like '30s', '5m', '1h' or '14d'")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
@@ -149,10 +153,16 @@ def format_validation_error(file: str, exc: ValidationError) -> list[str]:
     """One line per problem: 'file: path.to.key: why'."""
     lines = []
     for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(top)"
+        loc = [str(p) for p in err["loc"]]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        # Model validators name the key they check in front of the message
+        # ("schools.1.district: unknown district 'x'"): make that part of the path.
+        elif err["type"] == "value_error" and (m := _KEY_PREFIX_RE.match(msg)):
+            loc.append(m.group(1))
+            msg = m.group(2)
+        path = ".".join(loc) or "(top)"
         lines.append(f"{file}: {path}: {msg}")
     return lines
 

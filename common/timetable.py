@@ -23,6 +23,8 @@ def parse_hours(value: str) -> tuple[dt.time, dt.time]:
         raise ValueError(f"{value!r} is not a range like '07:30-12:00'")
     start = dt.time(int(m.group(1)), int(m.group(2)))
     end_h = int(m.group(3))
+    if end_h == 24 and m.group(4) != "00":
+        raise ValueError(f"{value!r}: 24:00 is the latest end")
     end = dt.time.max if end_h == 24 else dt.time(end_h, int(m.group(4)))
     if end <= start:
         raise ValueError(f"{value!r}: end must be after start")

@@ -160,7 +160,10 @@ class Topics:
 def encode_samples(samples: list[Sample]) -> bytes:
     """The JSON array of samples, as stored in the agent's spool."""
     check_samples(samples)
-    return orjson.dumps([s.to_json_obj() for s in samples])
+    try:
+        return orjson.dumps([s.to_json_obj() for s in samples])
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate from surrogateescape
+        raise WireError("bad_value", str(exc)[:200]) from None
 
 
 def wrap_envelope(who: AgentIdentity, seq: int, sent_ms: int, samples_json: bytes) -> bytes:
@@ -199,7 +202,8 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise WireError("json", str(exc)[:200]) from None
     if not isinstance(obj, dict):
         raise WireError("schema", "envelope is not an object")
-    if obj.get("v") != VERSION:
+    version = obj.get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or version != VERSION:
         raise WireError("version", f"v={str(obj.get('v'))[:20]!r}, expected {VERSION}")
     ids = [obj.get(k) for k in ("district", "school", "agent")]
     for key, value in zip(("district", "school", "agent"), ids, strict=True):

@@ -24,7 +24,8 @@ def format_field(value: FieldValue) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(float(value))
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # Line protocol has no escape for a newline inside a string field: it ends the point.
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
     return f'"{escaped}"'
 
 

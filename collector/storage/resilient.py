@@ -53,14 +53,16 @@ class ResilientWriter:
                 return True
             except StorageError as exc:
                 self.stats.retries += 1
-                pause = exc.retry_after if exc.retry_after is not None else delay
-                pause = min(pause, self.max_delay)
+                if exc.retry_after is not None:  # the server's wish: never earlier
+                    pause = min(exc.retry_after, self.max_delay)
+                else:
+                    # Jitter so several collectors do not hammer a recovering InfluxDB in step.
+                    pause = min(delay, self.max_delay) * random.uniform(0.8, 1.0)
                 if not failing_since_logged:
                     log.error("storage write failed (%s); retrying, nothing is acked meanwhile",
                               exc)
                     failing_since_logged = True
-                # Jitter so several collectors do not hammer a recovering InfluxDB in step.
-                if self.wait(pause * random.uniform(0.8, 1.0)):
+                if self.wait(pause):
                     return False
                 delay = min(delay * 2, self.max_delay)
 

@@ -1,0 +1,178 @@
+"""`schoolmon check-config`: examples pass; each mistake is one 'file: path: why' line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from schoolmon.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
+AGENT = CONFIGS / "agent.example.yaml"
+COLLECTOR = CONFIGS / "collector.example.yaml"
+INVENTORY = CONFIGS / "inventory.example.yaml"
+SECRETS = {
+    "SCHOOLMON_MQTT_PASSWORD": "mqtt-pw",
+    "SCHOOLMON_COLLECTOR_PASSWORD": "collector-pw",
+    "SCHOOLMON_SMTP_PASSWORD": "smtp-pw",
+}
+
+
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment variables the examples name."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+
+def check(capsys: pytest.CaptureFixture[str], *files: Path | str) -> tuple[int, list[str],
+                                                                          list[str]]:
+    """Run check-config in-process: (exit code, stdout lines, stderr lines)."""
+    code = main(["check-config", *map(str, files)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out.splitlines(), err.splitlines()
+
+
+def variant(tmp_path: Path, source: Path, old: str, new: str, name: str = "cfg.yaml") -> Path:
+    """A copy of an example with one piece of text replaced."""
+    text = source.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path = tmp_path / name
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def test_examples_pass(capsys: pytest.CaptureFixture[str], secrets: None) -> None:
+    """The three shipped examples are valid when their secrets are set."""
+    code, out, err = check(capsys, AGENT, COLLECTOR, INVENTORY)
+    assert (code, err) == (0, [])
+    assert out == [f"{AGENT}: ok (agent)", f"{COLLECTOR}: ok (collector)",
+                   f"{INVENTORY}: ok (inventory)"]
+
+
+@pytest.mark.parametrize(
+    ("source", "edit", "problem"),
+    [
+        pytest.param(AGENT, ("  max_inflight: 20\n", "  max_inflight: 20\n  colour: blue\n"),
+                     "publish.colour: unknown key", id="unknown-key"),
+        pytest.param(AGENT, ("  port: 8883\n", "  port: eighty\n"),
+                     "mqtt.port: Input should be a valid integer, unable to parse string as "
+                     "an integer", id="wrong-type"),
+        pytest.param(AGENT, ("interval: 10s", "interval: 10 parsecs"),
+                     "probes.0.iface.interval: '10 parsecs' is not a duration like '30s', "
+                     "'5m', '1h' or '14d'", id="bad-duration"),
+        pytest.param(AGENT, ("SCHOOLMON_MQTT_PASSWORD", "SCHOOLMON_NOT_SET_ANYWHERE"),
+                     "mqtt.password: environment variable SCHOOLMON_NOT_SET_ANYWHERE is not set",
+                     id="missing-secret-env"),
+        pytest.param(COLLECTOR, ("  kind: influxdb1 ", "  kind: influxdb9 "),
+                     "storage: Input tag 'influxdb9' found using 'kind' does not match any of "
+                     "the expected tags: 'influxdb1', 'influxdb2'", id="unknown-storage-kind"),
+        pytest.param(COLLECTOR, ("to: [it@district.example]", "to: [it-at-district]"),
+                     "alerts.to.0: String should match pattern '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'",
+                     id="bad-email"),
+        pytest.param(INVENTORY, ("district: gz-th\n    category: teaching_point",
+                                 "district: gz-xx\n    category: teaching_point"),
+                     "schools.1.district: unknown district 'gz-xx'", id="unknown-district"),
+    ],
+)
+@pytest.mark.usefixtures("secrets")
+def test_one_problem_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                              source: Path, edit: tuple[str, str], problem: str) -> None:
+    """Each mistake is reported as 'file: path.to.key: why' and exits 2."""
+    path = variant(tmp_path, source, *edit)
+    code, out, err = check(capsys, path)
+    assert code == 2
+    assert out == []
+    assert err == [f"{path}: {problem}"]
+
+
+def test_missing_secret_from_the_environment(capsys: pytest.CaptureFixture[str],
+                                             secrets: None,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset password variable is named with its key; other files still checked."""
+    monkeypatch.delenv("SCHOOLMON_SMTP_PASSWORD")
+    code, out, err = check(capsys, COLLECTOR, AGENT)
+    assert code == 2
+    assert out == [f"{AGENT}: ok (agent)"]
+    assert err == [f"{COLLECTOR}: alerts.smtp.password: environment variable "
+                   "SCHOOLMON_SMTP_PASSWORD is not set"]
+
+
+def test_yaml_syntax_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A YAML error names the file and line."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("agent:\n  id: a\n  school: [unclosed\nmqtt: {}\n", encoding="utf-8")
+    code, out, err = check(capsys, path)
+    assert code == 2 and out == []
+    assert len(err) == 1
+    assert err[0].startswith(f"{path}: line ")
+    assert ": YAML: " in err[0]
+
+
+@pytest.mark.parametrize("text", ["just: a mapping\n", "- a list\n", "", "42\n"])
+def test_unknown_file_kind(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                           text: str) -> None:
+    """A file that is none of the three kinds is one line at (top)."""
+    path = tmp_path / "what.yaml"
+    path.write_text(text, encoding="utf-8")
+    code, out, err = check(capsys, path)
+    assert code == 2 and out == []
+    assert err == [f"{path}: (top): not an agent (agent:), collector (storage:) or inventory "
+                   "(districts:) file"]
+
+
+def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A file that does not exist is one line, not an OSError."""
+    path = tmp_path / "nope.yaml"
+    code, _, err = check(capsys, path)
+    assert code == 2
+    assert err == [f"{path}: cannot read: No such file or directory"]
+
+
+def test_several_problems_all_reported(capsys: pytest.CaptureFixture[str], secrets: None,
+                                       tmp_path: Path) -> None:
+    """Every problem of every file is listed, one per line."""
+    path = variant(tmp_path, AGENT, "  port: 8883\n", "  port: 0\n  colour: blue\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("storage: {kind: influxdb1, url: 5, databse: x}\n", encoding="utf-8")
+    code, out, err = check(capsys, path, INVENTORY, other)
+    assert code == 2
+    assert out == [f"{INVENTORY}: ok (inventory)"]
+    assert sorted(err) == sorted([
+        f"{path}: mqtt.port: Input should be greater than or equal to 1",
+        f"{path}: mqtt.colour: unknown key",
+        f"{other}: storage.influxdb1.url: Input should be a valid string",
+        f"{other}: storage.influxdb1.databse: unknown key",
+    ])
+
+
+def test_subprocess(tmp_path: Path) -> None:
+    """python -m schoolmon check-config: exit codes and streams as a user sees them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOOLMON_")}
+    cmd = [sys.executable, "-m", "schoolmon", "check-config"]
+    ok = subprocess.run([*cmd, str(AGENT), str(COLLECTOR), str(INVENTORY)],
+                        env={**env, **SECRETS}, capture_output=True, text=True, cwd=tmp_path,
+                        timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == [f"{AGENT}: ok (agent)", f"{COLLECTOR}: ok (collector)",
+                                      f"{INVENTORY}: ok (inventory)"]
+    assert ok.stderr == ""
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("agent: {id: a, school: b, district: c, nickname: x}\n",
+                      encoding="utf-8")
+    bad = subprocess.run([*cmd, str(AGENT), str(broken)], env=env, capture_output=True,
+                         text=True, cwd=tmp_path, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr
+    assert bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        f"{AGENT}: mqtt.password: environment variable SCHOOLMON_MQTT_PASSWORD is not set",
+        f"{broken}: agent.nickname: unknown key",
+    ]
