@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics curl iproute2 sqlite3 iperf3 iptables)
+APT_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics curl iproute2 sqlite3 iperf3 iptables
+              snmpd snmp snmpsim openssh-server openssl)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

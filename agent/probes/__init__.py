@@ -16,18 +16,8 @@ ProbeSettings = Annotated[AnyProbeSettings, Field(discriminator="type")]
 
 
 def build_probe(settings: AnyProbeSettings) -> Probe:
-    """A probe wired to its production data sources (imported here, not at module load)."""
-    if isinstance(settings, IfaceSettings):
-        from agent.probes import iface
-
-        return iface.IfaceProbe(settings, iface.psutil_sources())
-    if isinstance(settings, SpeedtestSettings):
-        from agent.probes.speedtest import SpeedtestProbe
-
-        return SpeedtestProbe(settings)
-    from agent.probes import host
-
-    return host.HostProbe(settings, host.psutil_sources())
+    """A probe wired to its production data sources."""
+    return settings.build()
 
 
 __all__ = ["Probe", "ProbeSettings", "build_probe"]

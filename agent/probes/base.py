@@ -31,6 +31,11 @@ class ProbeSettingsBase(Strict):
         """The name logs and errors use for this probe."""
         return self.name or type_name
 
+    def build(self) -> Probe:
+        """The probe wired to its production transport (heavy imports happen here, not at
+        module load, so an agent that does not use a library never loads it)."""
+        raise NotImplementedError(type(self).__name__)
+
 
 class Probe(Protocol):
     """A source of samples; no I/O before the first ``collect``.

@@ -16,6 +16,10 @@ class HostSettings(ProbeSettingsBase):
     type: Literal["host"]
     disk_path: str = "/"
 
+    def build(self) -> HostProbe:
+        """The probe on psutil."""
+        return HostProbe(self, psutil_sources())
+
 
 class CpuTimes(NamedTuple):
     """Cumulative CPU seconds: busy and total."""

@@ -21,6 +21,10 @@ class IfaceSettings(ProbeSettingsBase):
     roles: dict[str, Role] = {}
     only_listed: bool = False  # measure only the NICs named in roles
 
+    def build(self) -> IfaceProbe:
+        """The probe on psutil."""
+        return IfaceProbe(self, psutil_sources())
+
 
 class Counters(NamedTuple):
     """Cumulative counters of one NIC, as psutil.net_io_counters(pernic=True) gives."""

@@ -42,6 +42,10 @@ class SpeedtestSettings(ProbeSettingsBase):
     daily_budget_mb: float = Field(default=2000.0, gt=0)
     timezone: str = "Asia/Shanghai"
 
+    def build(self) -> SpeedtestProbe:
+        """The probe running real tests."""
+        return SpeedtestProbe(self)
+
     @field_validator("windows")
     @classmethod
     def _windows(cls, value: list[str]) -> list[str]:
