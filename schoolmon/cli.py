@@ -191,6 +191,28 @@ def cmd_speedtest_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    """Write the Mosquitto password file and ACL for every agent of the inventory."""
+    from collector.brokerconfig import generate
+    from collector.config import load_collector_config
+    from collector.inventory import load_inventory
+
+    config = load_collector_config(args.config)
+    if not config.inventory:
+        raise UserError(f"{args.config}: inventory: needed to know the agents")
+    inventory_path = Path(args.config).parent / config.inventory
+    try:
+        files = generate(config, load_inventory(inventory_path), Path(args.out))
+    except ValueError as exc:
+        raise UserError(f"{args.config}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc.strerror or exc}", 1) from None
+    print(f"wrote {files.password_file} and {files.acl_file}; "
+          f"{len(files.agent_passwords)} agent password files in {files.password_file.parent}"
+          "/passwords (mode 0600: ship each to its agent as mqtt.password_file)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the local stack and show data landing."""
     from schoolmon.demo import run_demo
@@ -229,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = coll.add_parser("run")
     p.add_argument("-c", "--config", required=True)
     p.set_defaults(func=cmd_collector_run)
+
+    p = sub.add_parser("broker-config",
+                       help="Mosquitto password file and ACL from the inventory")
+    p.add_argument("-c", "--config", required=True, help="collector.yaml (names the inventory)")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.set_defaults(func=cmd_broker_config)
 
     st = sub.add_parser("speedtest", help="speed-test server and client").add_subparsers(
         dest="speedtest_command", required=True)
