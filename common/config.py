@@ -35,7 +35,7 @@ _DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _KEY_PREFIX_RE: Final = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.+)$", re.S)
 
 
-def parse_duration(value: object) -> float:
+def parse_duration(value: object, *, allow_zero: bool = False) -> float:
     """'30s', '5m', '1h', '14d' (or a number of seconds) -> seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration like '30s', '5m', '1h' or '14d'")
@@ -47,12 +47,18 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"{value!r} is not a duration like '30s', '5m', '1h' or '14d'")
     if not math.isfinite(seconds):
         raise ValueError("a duration must be a finite number")
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError("a duration must be positive")
     return seconds
 
 
+def _parse_duration_or_zero(value: object) -> float:
+    return parse_duration(value, allow_zero=True)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# For spreads and offsets, where "0s" means none.
+DurationOrZero = Annotated[float, BeforeValidator(_parse_duration_or_zero)]
 Identifier = Annotated[str, Field(pattern=ID_RE.pattern)]
 
 

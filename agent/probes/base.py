@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from common.config import Duration, Strict
+from common.config import Duration, DurationOrZero, Strict
 from common.wire import Sample
 
 WallClockMs = Callable[[], int]
@@ -24,7 +24,7 @@ class ProbeSettingsBase(Strict):
     name: str | None = None  # defaults to the type; needed when one type appears twice
     interval: Duration = 60.0
     timeout: Duration | None = None  # default: the interval
-    jitter: Duration | None = None  # default: 10 % of the interval, to spread load
+    jitter: DurationOrZero | None = None  # default: 10 % of the interval, to spread load
     school_hours_only: bool = False
 
     def instance_name(self, type_name: str) -> str:
