@@ -57,7 +57,7 @@ def build_probes(config: AgentConfig) -> list[ScheduledProbe]:
             name=settings.instance_name(settings.type),
             probe=probe,
             interval=interval,
-            timeout=settings.timeout or interval,
+            timeout=settings.run_timeout(),
             jitter=settings.jitter if settings.jitter is not None else interval * 0.1,
             school_hours_only=settings.school_hours_only,
         ))

@@ -19,6 +19,9 @@ class CollectorMqtt(MqttSettings):
     share_group: str = Field(default="collectors", pattern=r"^[A-Za-z0-9_-]+$")
     client_id: str | None = None  # default: schoolmon-collector-<hostname>
     session_expiry: Duration = 3600.0
+    # Un-acked messages in flight to this collector: messages wait for the batched write, so
+    # the window must hold a few batches' worth.
+    receive_maximum: int = Field(default=1000, ge=10, le=65535)
 
     def effective_client_id(self) -> str:
         """A stable id, so a restarted collector gets its un-acked messages back."""

@@ -62,11 +62,10 @@ class Collector:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        # Let the broker keep a window of messages in flight to us while we batch writes.
-        client.max_inflight_messages_set(100)
         self._client = client
         self._writer_thread.start()
-        connect_async(client, cfg, session_expiry_s=cfg.session_expiry)
+        connect_async(client, cfg, session_expiry_s=cfg.session_expiry,
+                      receive_maximum=cfg.receive_maximum)
 
     def stop(self) -> None:
         """Stop writing and disconnect (un-acked messages stay with the broker and agents)."""

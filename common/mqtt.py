@@ -32,7 +32,8 @@ def make_client(settings: MqttSettings, client_id: str) -> Any:
     return client
 
 
-def connect_async(client: Any, settings: MqttSettings, session_expiry_s: float | None) -> None:
+def connect_async(client: Any, settings: MqttSettings, session_expiry_s: float | None,
+                  receive_maximum: int | None = None) -> None:
     """Start connecting (and reconnecting) in paho's network thread.
 
     ``session_expiry_s`` None means a clean session; otherwise clean_start is false and the
@@ -44,6 +45,9 @@ def connect_async(client: Any, settings: MqttSettings, session_expiry_s: float |
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     if session_expiry_s is not None:
         props.SessionExpiryInterval = int(session_expiry_s)
+    if receive_maximum is not None:
+        # How many un-acked QoS 1 messages the broker may have in flight to us.
+        props.ReceiveMaximum = receive_maximum
     client.connect_async(
         settings.host,
         settings.port,

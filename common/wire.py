@@ -56,7 +56,8 @@ def _spec(tags: str, fields: str) -> KindSpec:
 KINDS: Final[dict[str, KindSpec]] = {
     "iface": _spec("iface role", "rx_bps tx_bps link_mbps up errors drops"),
     "host": _spec("", "uptime_s cpu_pct mem_pct disk_pct"),
-    "reach": _spec("target target_role method", "up rtt_ms loss_pct jitter_ms"),
+    "reach": _spec("target target_role method",
+                   "up rtt_ms rtt_min_ms rtt_max_ms loss_pct jitter_ms"),
     "netdev_if": _spec(
         "device ifname source", "in_bps out_bps speed_mbps up in_errors out_errors"
     ),
@@ -65,7 +66,8 @@ KINDS: Final[dict[str, KindSpec]] = {
     "wifi": _spec("classroom ssid bssid band", "rssi_dbm channel connected"),
     "av": _spec(
         "device classroom device_type",
-        "online power lamp_hours err_fan err_lamp err_temp err_cover err_filter err_other",
+        "online power lamp_hours filter_hours rtt_ms uptime_s "
+        "err_fan err_lamp err_temp err_cover err_filter err_other",
     ),
     "speedtest": _spec("server", "down_mbps up_mbps rtt_ms jitter_ms bytes duration_s"),
     "agent": _spec(

@@ -126,6 +126,13 @@ def cmd_agent_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agent_discover(args: argparse.Namespace) -> int:
+    """Propose an av inventory for a subnet (scapy is loaded only here)."""
+    from agent.discover import cmd_agent_discover as run
+
+    return run(args)
+
+
 def cmd_collector_run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT/SIGTERM."""
     from collector.config import load_collector_config
@@ -245,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=1, help="collect this many times")
     p.add_argument("--every", type=float, default=1.0, help="seconds between collects")
     p.set_defaults(func=cmd_agent_probe)
+
+    p = agent.add_parser("discover", help="find classroom devices on a subnet; print an av "
+                         "inventory proposal (YAML)")
+    p.add_argument("--subnet", required=True, help="IPv4 CIDR of the classroom LAN, e.g. "
+                   "192.168.3.0/24")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for ARP and PJLink answers")
+    p.set_defaults(func=cmd_agent_discover)
 
     coll = sub.add_parser("collector", help="run the collector").add_subparsers(
         dest="collector_command", required=True)

@@ -6,12 +6,21 @@ from typing import Annotated
 
 from pydantic import Field
 
+from agent.probes.av import AvSettings
 from agent.probes.base import Probe
 from agent.probes.host import HostSettings
 from agent.probes.iface import IfaceSettings
+from agent.probes.pjlink import PjlinkSettings
+from agent.probes.reach import ReachSettings
+from agent.probes.snmp import SnmpSettings
 from agent.probes.speedtest import SpeedtestSettings
+from agent.probes.ssh import SshSettings
+from agent.probes.wifi import WifiSettings
 
-AnyProbeSettings = IfaceSettings | HostSettings | SpeedtestSettings
+# Every probe type the YAML ``type:`` can select.  Importing these modules loads no heavy
+# library: pysnmp, netmiko and scapy are imported inside ``build()`` or the code path using them.
+AnyProbeSettings = (IfaceSettings | HostSettings | ReachSettings | SnmpSettings | SshSettings
+                    | PjlinkSettings | AvSettings | WifiSettings | SpeedtestSettings)
 ProbeSettings = Annotated[AnyProbeSettings, Field(discriminator="type")]
 
 

@@ -31,6 +31,13 @@ class ProbeSettingsBase(Strict):
         """The name logs and errors use for this probe."""
         return self.name or type_name
 
+    def run_timeout(self) -> float:
+        """How long one whole run may take before the scheduler logs it as overdue.
+
+        Probes whose ``timeout`` means one request to one device override this.
+        """
+        return self.timeout or self.interval
+
     def build(self) -> Probe:
         """The probe wired to its production transport (heavy imports happen here, not at
         module load, so an agent that does not use a library never loads it)."""

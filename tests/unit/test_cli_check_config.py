@@ -16,10 +16,16 @@ CONFIGS = ROOT / "configs"
 AGENT = CONFIGS / "agent.example.yaml"
 COLLECTOR = CONFIGS / "collector.example.yaml"
 INVENTORY = CONFIGS / "inventory.example.yaml"
+CLASSROOM = CONFIGS / "agent.classroom.example.yaml"
 SECRETS = {
     "SCHOOLMON_MQTT_PASSWORD": "mqtt-pw",
     "SCHOOLMON_COLLECTOR_PASSWORD": "collector-pw",
     "SCHOOLMON_SMTP_PASSWORD": "smtp-pw",
+    "SCHOOLMON_SNMP_COMMUNITY": "public-ro",
+    "SCHOOLMON_SNMP_AUTH_KEY": "auth-key-123",
+    "SCHOOLMON_SNMP_PRIV_KEY": "priv-key-123",
+    "SCHOOLMON_SSH_PASSWORD": "ssh-pw",
+    "SCHOOLMON_PJLINK_PASSWORD": "pj-pw",
 }
 
 
@@ -49,11 +55,11 @@ def variant(tmp_path: Path, source: Path, old: str, new: str, name: str = "cfg.y
 
 
 def test_examples_pass(capsys: pytest.CaptureFixture[str], secrets: None) -> None:
-    """The three shipped examples are valid when their secrets are set."""
-    code, out, err = check(capsys, AGENT, COLLECTOR, INVENTORY)
+    """The shipped examples are valid when their secrets are set."""
+    code, out, err = check(capsys, AGENT, COLLECTOR, INVENTORY, CLASSROOM)
     assert (code, err) == (0, [])
     assert out == [f"{AGENT}: ok (agent)", f"{COLLECTOR}: ok (collector)",
-                   f"{INVENTORY}: ok (inventory)"]
+                   f"{INVENTORY}: ok (inventory)", f"{CLASSROOM}: ok (agent)"]
 
 
 @pytest.mark.parametrize(
@@ -174,5 +180,11 @@ def test_subprocess(tmp_path: Path) -> None:
     assert bad.stdout == ""
     assert bad.stderr.splitlines() == [
         f"{AGENT}: mqtt.password: environment variable SCHOOLMON_MQTT_PASSWORD is not set",
+        f"{AGENT}: probes.3.snmp.targets.0.community: environment variable "
+        "SCHOOLMON_SNMP_COMMUNITY is not set",
+        f"{AGENT}: probes.3.snmp.targets.1.auth_key: environment variable "
+        "SCHOOLMON_SNMP_AUTH_KEY is not set",
+        f"{AGENT}: probes.4.ssh.targets.0.password: environment variable "
+        "SCHOOLMON_SSH_PASSWORD is not set",
         f"{broken}: agent.nickname: unknown key",
     ]

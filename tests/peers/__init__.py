@@ -1,0 +1,1 @@
+"""Protocol-faithful peers for devices that cannot run here (projectors, radios)."""
