@@ -85,16 +85,34 @@ def envelope(who: AgentIdentity, seq: int, ts: int) -> bytes:
     return encode_envelope(Envelope(who.district, who.school, who.agent, seq, ts, samples))
 
 
+WINDOW = 400  # batches a publisher may have un-acked, as agents have max_inflight
+
+
 def publisher(port: int, index: int, messages: int, ts0: int) -> None:
-    """Publish ``messages`` envelopes as 100 agents, QoS 1, as fast as the broker takes them."""
+    """Publish ``messages`` envelopes as 100 agents, QoS 1, as fast as the collector acks.
+
+    Like real agents, a publisher keeps at most WINDOW batches waiting for the collector's ack;
+    without that, a flood overflows Mosquitto's per-client queue and the broker drops messages
+    (agents would resend them; this bench does not).
+    """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    window = threading.Semaphore(WINDOW)
+
+    def on_ack(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        for first, last in decode_ack(msg.payload):
+            for _ in range(first, last + 1):
+                window.release()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub{index}",
                          protocol=MQTTProtocolVersion.MQTTv5)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
+    client.on_message = on_ack
     client.connect("127.0.0.1", port)
+    for k in range(100):  # only this publisher's own agents' acks
+        client.subscribe(f"{PREFIX}/d/s{index}-{k}/a{index}-{k}/ack", qos=1)
     client.loop_start()
     topics = Topics(PREFIX)
     payloads = []
@@ -103,6 +121,7 @@ def publisher(port: int, index: int, messages: int, ts0: int) -> None:
         payloads.append((topics.data(who), envelope(who, m, ts0 + m * 1000)))
     info = None
     for topic, payload in payloads:
+        window.acquire()
         info = client.publish(topic, payload, qos=1)
     if info is not None:
         info.wait_for_publish(300)

@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from collector.storage.lineprotocol import format_line, sample_line
+from collector.storage.lineprotocol import format_line, identity_tags, sample_line
 from common.wire import AgentIdentity, Topics, WireError, decode_envelope
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ def validate(topics: Topics, topic: str, payload: bytes) -> Accepted | Rejected:
             )
     except WireError as exc:
         return Rejected(exc.cause, exc.detail, who)
-    return Accepted(who, env.seq, [sample_line(s, who) for s in env.samples])
+    ident = identity_tags(who)
+    return Accepted(who, env.seq, [sample_line(s, who, ident) for s in env.samples])
 
 
 @dataclass

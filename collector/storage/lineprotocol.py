@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from common.wire import AgentIdentity, FieldValue, Sample
+from functools import lru_cache
+
+from common.wire import RESERVED_TAGS, AgentIdentity, FieldValue, Sample
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
 
 
+@lru_cache(maxsize=65536)
 def escape_key(text: str) -> str:
-    """Escape a tag key, tag value or field key."""
+    """Escape a tag key, tag value or field key.
+
+    Cached: names and most tag values (interfaces, schools, devices) repeat in every batch,
+    and this is the collector's hottest function.
+    """
     return text.translate(_KEY_ESCAPES)
 
 
@@ -40,8 +47,21 @@ def format_line(measurement: str, tags: dict[str, str], fields: dict[str, FieldV
     return f"{head}{tag_part} {field_part} {ts_ms}"
 
 
-def sample_line(sample: Sample, who: AgentIdentity) -> str:
-    """A sample as a point, with the agent's identity tags added."""
-    tags = dict(sample.tags)
-    tags["district"], tags["school"], tags["agent"] = who.district, who.school, who.agent
-    return format_line(sample.kind, tags, sample.fields, sample.ts_ms)
+def identity_tags(who: AgentIdentity) -> str:
+    """The agent's identity as a tag-set fragment, formatted once per envelope."""
+    return (f",agent={escape_key(who.agent)},district={escape_key(who.district)}"
+            f",school={escape_key(who.school)}")
+
+
+def sample_line(sample: Sample, who: AgentIdentity, identity: str | None = None) -> str:
+    """A sample as a point, with the agent's identity tags added.
+
+    Tags are not sorted across sample and identity tags: InfluxDB sorts them itself, and
+    merging per sample would cost more than the write.
+    """
+    tag_part = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sample.tags.items()
+                       if v and k not in RESERVED_TAGS)  # the envelope's identity always wins
+    field_part = ",".join(f"{escape_key(k)}={format_field(v)}" for k, v in sample.fields.items())
+    ident = identity if identity is not None else identity_tags(who)
+    return (f"{sample.kind.translate(_MEASUREMENT_ESCAPES)}{tag_part}{ident} {field_part} "
+            f"{sample.ts_ms}")
