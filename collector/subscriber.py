@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,15 @@ from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
 from collector.validate import Accepted, RejectCounter, Rejected, validate
 from common.mqtt import connect_async, make_client
-from common.wire import AgentIdentity, Topics, encode_ack, to_ranges
+from common.wire import AgentIdentity, Sample, Topics, WireError, encode_ack, to_ranges
 
 log = logging.getLogger(__name__)
+
+# Called in the writer thread after the samples of one message are stored (so a rule never
+# sees a sample that is not in InfluxDB). Must be quick and must not raise.
+SampleObserver = Callable[[AgentIdentity, list[Sample]], None]
+# Called with an agent's retained status ("online"/"offline", the last will) and when it came.
+StatusObserver = Callable[[AgentIdentity, str, int], None]
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,12 @@ class Inbound:
 class Collector:
     """Subscribes, validates, stores and acknowledges."""
 
-    def __init__(self, config: CollectorConfig, writer: PointWriter) -> None:
+    def __init__(self, config: CollectorConfig, writer: PointWriter, *,
+                 observers: list[SampleObserver] | None = None,
+                 status_observers: list[StatusObserver] | None = None) -> None:
         self.config = config
+        self.observers = list(observers or [])
+        self.status_observers = list(status_observers or [])
         self.topics = Topics(config.mqtt.topic_prefix)
         self.stop_event = threading.Event()
         self.storage = ResilientWriter(writer, self.stop_event,
@@ -52,6 +63,7 @@ class Collector:
         self._client: Any = None
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
                                                daemon=True)
+        self._own_write_lock = threading.Lock()
 
     def start(self) -> None:
         """Connect and start the writer thread."""
@@ -84,6 +96,9 @@ class Collector:
 
         sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
         client.subscribe(sub, options=SubscribeOptions(qos=1))
+        if self.status_observers:
+            # Not shared: the collector running rules and alerts must see every agent's status.
+            client.subscribe(f"{self.topics.prefix}/+/+/+/status", options=SubscribeOptions(qos=1))
         log.info("collector connected to %s:%s, subscribed to %s",
                  self.config.mqtt.host, self.config.mqtt.port, sub)
         self.connected.set()
@@ -93,10 +108,34 @@ class Collector:
             log.warning("collector disconnected from broker: %s; will reconnect", reason)
         self.connected.clear()
 
-    def _on_message(self, _client: Any, _userdata: object, msg: Any) -> None:
+    def _on_message(self, client: Any, _userdata: object, msg: Any) -> None:
+        if msg.topic.endswith("/status"):
+            self._on_status(client, msg)
+            return
         result = validate(self.topics, msg.topic, msg.payload)
         # Blocks paho's thread when the writer is behind: back-pressure on the broker.
         self._queue.put(Inbound(msg.mid, msg.qos, result))
+
+    def _on_status(self, client: Any, msg: Any) -> None:
+        try:
+            who, _leaf = self.topics.parse(msg.topic)
+            status = msg.payload.decode("ascii")
+        except (WireError, UnicodeDecodeError):
+            status = ""
+        if msg.qos > 0:
+            client.ack(msg.mid, msg.qos)
+        if status not in ("online", "offline"):
+            return
+        for observe in self.status_observers:
+            try:
+                observe(who, status, int(time.time() * 1000))
+            except Exception:  # an observer bug must never stop delivery
+                log.exception("status observer failed")
+
+    def write_points(self, lines: list[str]) -> bool:
+        """Store points the collector made itself (compliance, alert events), with retries."""
+        with self._own_write_lock:
+            return self.storage.write(lines)
 
     def _next_batch(self) -> list[Inbound]:
         wcfg = self.config.write
@@ -142,6 +181,13 @@ class Collector:
         for who, agent_seqs in seqs.items():
             client.publish(self.topics.ack(who), encode_ack(to_ranges(agent_seqs)), qos=1)
         self.accepted_messages += sum(len(s) for s in seqs.values())
+        for item in batch:
+            if isinstance(item.result, Accepted):
+                for observe in self.observers:
+                    try:
+                        observe(item.result.who, item.result.samples)
+                    except Exception:  # an observer bug must never stop delivery
+                        log.exception("sample observer failed")
 
 
 def _points(item: Inbound) -> int:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from collector.storage.lineprotocol import format_line, identity_tags, sample_line
-from common.wire import AgentIdentity, Topics, WireError, decode_envelope
+from common.wire import AgentIdentity, Sample, Topics, WireError, decode_envelope
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ class Accepted:
     who: AgentIdentity
     seq: int
     lines: list[str]
+    samples: list[Sample]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def validate(topics: Topics, topic: str, payload: bytes) -> Accepted | Rejected:
     except WireError as exc:
         return Rejected(exc.cause, exc.detail, who)
     ident = identity_tags(who)
-    return Accepted(who, env.seq, [sample_line(s, who, ident) for s in env.samples])
+    return Accepted(who, env.seq, [sample_line(s, who, ident) for s in env.samples],
+                    env.samples)
 
 
 @dataclass
