@@ -19,7 +19,16 @@ import orjson
 import yaml
 
 SERVICES = Path(__file__).resolve().parents[1] / "scripts" / "services.sh"
-KINDS = ("iface", "host", "agent")
+KINDS = ("iface", "host", "reach", "speedtest", "agent")
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -43,7 +52,8 @@ def influx_query(url: str, db: str, query: str) -> list[dict[str, object]]:
     return series
 
 
-def write_configs(workdir: Path, env: dict[str, str]) -> tuple[Path, Path]:
+def write_configs(workdir: Path, env: dict[str, str],
+                  speedtest_url: str) -> tuple[Path, Path]:
     """collector.yaml and agent.yaml for the local stack."""
     mqtt = {"host": env["MQTT_HOST"], "port": int(env["MQTT_PORT"])}
     collector = {
@@ -55,7 +65,15 @@ def write_configs(workdir: Path, env: dict[str, str]) -> tuple[Path, Path]:
         "mqtt": {**mqtt, "session_expiry": "1h"},
         "spool": {"path": str(workdir / "spool.db"), "max_mb": 16},
         "publish": {"ack_timeout": "10s"},
-        "probes": [{"type": "iface", "interval": "2s"}, {"type": "host", "interval": "5s"}],
+        "probes": [
+            {"type": "iface", "interval": "2s"}, {"type": "host", "interval": "5s"},
+            {"type": "reach", "interval": "5s", "count": 3, "timeout": "1s", "targets": [
+                {"name": "broker", "host": "127.0.0.1", "role": "district", "method": "tcp",
+                 "port": int(env["MQTT_PORT"])},
+                {"name": "loopback", "host": "127.0.0.1", "role": "gateway", "method": "icmp"}]},
+            {"type": "speedtest", "servers": [speedtest_url], "duration": "2s", "streams": 2,
+             "run_at_start": True, "daily_budget_mb": 4000},
+        ],
     }
     paths = workdir / "collector.yaml", workdir / "agent.yaml"
     for path, data in zip(paths, (collector, agent), strict=True):
@@ -85,7 +103,7 @@ def summary(url: str) -> list[str]:
                      if c not in ("time", "district", "school", "agent") and v is not None}
             fields = " ".join(f"{k}={round(v, 1) if isinstance(v, float) else v}"
                               for k, v in list(shown.items())[:7])
-        lines.append(f"  {kind:<6} {n:>5} points   last: {fields}")
+        lines.append(f"  {kind:<9} {n:>5} points   last: {fields}")
     return lines
 
 
@@ -106,19 +124,24 @@ def run_demo(duration: float, workdir: Path | None = None) -> int:
               file=sys.stderr)
         return 1
     env = read_env(svc_dir / "services.env")
-    collector_yaml, agent_yaml = write_configs(workdir, env)
+    st_port = free_port()
+    collector_yaml, agent_yaml = write_configs(workdir, env, f"http://127.0.0.1:{st_port}")
     print(f"  Mosquitto  mqtt://{env['MQTT_HOST']}:{env['MQTT_PORT']}")
     print(f"  InfluxDB   {env['INFLUXDB_URL']} (database schoolmon)")
     cmd = [sys.executable, "-m", "schoolmon"]
     procs = []
     try:
         with open(workdir / "collector.log", "ab") as clog, \
-                open(workdir / "agent.log", "ab") as alog:
+                open(workdir / "agent.log", "ab") as alog, \
+                open(workdir / "speedtest.log", "ab") as slog:
+            procs.append(subprocess.Popen([*cmd, "speedtest", "serve", "--listen",
+                                           f"127.0.0.1:{st_port}"], stdout=slog, stderr=slog))
             procs.append(subprocess.Popen([*cmd, "collector", "run", "-c", str(collector_yaml)],
                                           stdout=clog, stderr=clog))
             procs.append(subprocess.Popen([*cmd, "agent", "run", "-c", str(agent_yaml)],
                                           stdout=alog, stderr=alog))
-        print(f"  collector and agent running (logs: {workdir}/collector.log, agent.log)")
+        print(f"  speed-test server http://127.0.0.1:{st_port}, collector and agent running "
+              f"(logs: {workdir}/*.log)")
         begun = time.monotonic()
         deadline = begun + duration if duration > 0 else float("inf")
         while time.monotonic() < deadline:

@@ -41,6 +41,8 @@ class SpeedtestSettings(ProbeSettingsBase):
     max_per_day: int = Field(default=4, ge=0, le=96)
     daily_budget_mb: float = Field(default=2000.0, gt=0)
     timezone: str = "Asia/Shanghai"
+    # Test once right after the agent starts (an installer wants a figure at once), then plan.
+    run_at_start: bool = False
 
     def build(self) -> SpeedtestProbe:
         """The probe running real tests."""
@@ -111,6 +113,7 @@ class SpeedtestProbe:
         self.rng = rng or random.Random()
         self.tz = ZoneInfo(settings.timezone)
         self.plan: DayPlan | None = None
+        self._first_collect = True
 
     def _today(self) -> DayPlan:
         today = self.now().astimezone(self.tz).date()
@@ -123,6 +126,10 @@ class SpeedtestProbe:
     def collect(self) -> list[Sample]:
         """Test if a planned time has passed and today's count and budget allow."""
         plan = self._today()
+        if self._first_collect:
+            self._first_collect = False
+            if self.settings.run_at_start:
+                return self._test(plan)
         now = self.now()
         due = sum(1 for t in plan.times if t <= now)
         if plan.done >= due:

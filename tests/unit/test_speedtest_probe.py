@@ -133,3 +133,13 @@ def test_bad_window_is_a_config_error() -> None:
     """Windows use the timetable's HH:MM-HH:MM form."""
     with pytest.raises(ValueError, match="07:30-12:00"):
         settings(windows=["8-12"])
+
+
+def test_run_at_start_tests_on_the_first_collect_only() -> None:
+    """run_at_start: a test right away (midnight, nothing planned), then only as planned."""
+    clock = FakeClock(dt.datetime(2026, 11, 23, 0, 0, tzinfo=TZ))
+    runner = RecordingRunner(MIB)
+    p = probe(clock, runner, run_at_start=True)
+    assert len(p.collect()) == 1
+    assert p.collect() == []
+    assert len(runner.caps) == 1
