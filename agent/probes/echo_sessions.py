@@ -12,7 +12,12 @@ import selectors
 import socket
 
 from agent.probes.base import ProbeError
-from agent.probes.icmp import IcmpSockets, build_echo_request, parse_echo_reply
+from agent.probes.icmp import (
+    IcmpSockets,
+    attach_echo_reply_filter,
+    build_echo_request,
+    parse_echo_reply,
+)
 
 Address = tuple[str, int] | tuple[str, int, int, int]
 
@@ -37,6 +42,10 @@ class IcmpSession:
         # A raw socket sees every ICMP packet of the host: identifier and token tell ours.
         self.ident = int.from_bytes(os.urandom(2), "big")
         self.token = os.urandom(8)
+        if self.kind == "raw":
+            # Without it every raw socket parses every ICMP packet of the host (N^2 for N
+            # targets); with it, the kernel hands each socket only its own replies.
+            attach_echo_reply_filter(self.sock, self.family, self.ident)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.sock, selectors.EVENT_READ)
 

@@ -139,3 +139,34 @@ def _new_socket(family: int, kind: SocketKind) -> socket.socket:
 
 
 DEFAULT_SOCKETS: Final = IcmpSockets()
+
+
+def attach_echo_reply_filter(sock: socket.socket, family: int, ident: int) -> bool:
+    """Let a raw ICMP socket receive only echo replies carrying ``ident``; False if refused.
+
+    A raw socket gets a copy of every ICMP packet of the host: with one socket per target, N
+    targets would each parse N replies (N^2 work, measured at 2 % of a core for 50 targets).
+    The classic BPF program below runs in the kernel instead.
+    """
+    import ctypes
+
+    ld_x_iphdr, ld_b_ind, ld_h_ind, jeq, ret = 0xB1, 0x50, 0x48, 0x15, 0x06
+    if family == socket.AF_INET:  # raw IPv4 sockets see the IP header: X = its length
+        reply_type, head = 0, [(ld_x_iphdr, 0, 0, 0)]
+    else:  # raw ICMPv6 sockets start at the ICMPv6 header
+        reply_type, head = 129, [(0x01, 0, 0, 0)]  # ldx #0
+    program = [*head,
+               (ld_b_ind, 0, 0, 0),             # A = type
+               (jeq, 0, 3, reply_type),         # echo reply? else drop
+               (ld_h_ind, 0, 0, 4),             # A = identifier
+               (jeq, 0, 1, ident),              # ours? else drop
+               (ret, 0, 0, 0x40000),            # accept
+               (ret, 0, 0, 0)]                  # drop
+    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HxxxxxxQ", len(program), ctypes.addressof(buf))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER
+    except OSError:
+        return False
+    return True

@@ -221,3 +221,26 @@ def test_namespace_host_reachable_then_cut() -> None:
     assert isinstance(down, dict)
     for name in ("hub", "hub-https", "dead"):
         assert down[name] == {"up": False, "loss_pct": 100.0}, name
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_raw_socket_filter_passes_only_our_replies(host: str) -> None:
+    """Two raw sessions: each socket receives its own echo replies, never the other's."""
+    import select
+
+    from agent.probes.echo_sessions import IcmpSession
+    from agent.probes.icmp import IcmpSockets
+
+    sockets = IcmpSockets()
+    a, b = IcmpSession(host, sockets), IcmpSession(host, sockets)
+    try:
+        assert a.kind == "raw" and b.kind == "raw"
+        assert b.send(1)
+        assert b.wait(2.0)[0] == [1]
+        ready, _, _ = select.select([a.sock], [], [], 0.3)
+        assert ready == []  # b's request and reply never reached a's socket
+        assert a.send(7)
+        assert a.wait(2.0)[0] == [7]
+    finally:
+        a.close()
+        b.close()
