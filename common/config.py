@@ -85,7 +85,8 @@ def read_secret(env_name: str | None, file_path: str | None, environ: Mapping[st
         path = Path(file_path)
         try:
             mode = path.stat().st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Windows reports group/other bits on every file; there the folder's ACL protects it.
+            if os.name != "nt" and mode & (stat.S_IRWXG | stat.S_IRWXO):
                 raise SecretError(
                     f"{file_path} is readable by others (mode {stat.S_IMODE(mode):o}); "
                     f"run: chmod 600 {file_path}"

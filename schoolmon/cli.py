@@ -136,13 +136,21 @@ def cmd_agent_discover(args: argparse.Namespace) -> int:
 def cmd_collector_run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT/SIGTERM."""
     from collector.config import load_collector_config
+    from collector.dashboard_feed import DashboardFeed
+    from collector.inventory import load_inventory
     from collector.subscriber import Collector, build_writer
 
     config = load_collector_config(args.config)
+    inventory = (load_inventory(Path(args.config).parent / config.inventory)
+                 if config.inventory else None)
     collector = Collector(config, build_writer(config))
+    feed = DashboardFeed(collector.write_points, inventory)
+    collector.status_observers.append(feed.on_status)  # before start(): subscribes to status
     stop = _stop_on_signals()
     collector.start()
+    feed.start()
     stop.wait()
+    feed.stop()
     collector.stop()
     return 0
 

@@ -1,0 +1,1 @@
+"""Grafana dashboards of schoolmon, generated from code (``python -m dashboards.build``)."""

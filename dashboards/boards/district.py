@@ -1,0 +1,159 @@
+"""District overview: access tiers, share of schools meeting each target, misses, map, agents."""
+
+from __future__ import annotations
+
+from dashboards.influxql import (
+    DISTRICT,
+    DISTRICT_VAR,
+    SCOPE_DISTRICT,
+    SCOPE_SCHOOL,
+    TIER_FLOORS,
+    TIME,
+    school_link,
+    where,
+)
+from dashboards.model import (
+    MET,
+    UP_DOWN,
+    Bars,
+    Calc,
+    ColumnLink,
+    Dashboard,
+    Dashed,
+    JoinByField,
+    Map,
+    Organize,
+    Panel,
+    Row,
+    Series,
+    Stat,
+    Step,
+    Table,
+    Target,
+)
+
+# Access bandwidth of a school = p90 of its speed-test downloads in the time range (the rules
+# engine's default statistic), so one lucky test does not lift a school into a higher tier.
+ACCESS = (f'SELECT percentile("down_mbps", 90) AS "access" FROM "speedtest" '
+          f'WHERE {where(DISTRICT, TIME)} GROUP BY "school"')
+TIER_STEPS = (Step("red"), *(Step(c, t) for c, t in zip(
+    ("orange", "yellow", "green", "blue"), TIER_FLOORS, strict=True)))
+# The last result per school and rule: a school that missed yesterday and meets today is met.
+LAST_MET = (f'SELECT last("met") AS "met" FROM "compliance" '
+            f'WHERE {where(DISTRICT, SCOPE_SCHOOL, TIME)} GROUP BY "rule", "school"')
+
+
+def _tier(ref: str, label: str, low: float | None, high: float | None) -> Target:
+    bounds = [f'"access" >= {low}' if low is not None else "",
+              f'"access" < {high}' if high is not None else ""]
+    cond = " AND ".join(b for b in bounds if b)
+    return Target(ref, f'SELECT count("access") AS "{label}" FROM ({ACCESS}) WHERE {cond}')
+
+
+def _tiers() -> tuple[Target, ...]:
+    t4, t10, t100, t1000 = TIER_FLOORS
+    return (_tier("A", "1000M", t1000, None), _tier("B", "100M", t100, t1000),
+            _tier("C", "10M", t10, t100), _tier("D", "4M", t4, t10),
+            _tier("E", "below 4M", None, t4))
+
+
+def dashboard() -> Dashboard:
+    """The district overview."""
+    school_col = ColumnLink("school", school_link())
+    return Dashboard(
+        uid="schoolmon-district", title="schoolmon / District overview",
+        description="Access tiers, policy targets, schools missing them, map, agents offline.",
+        variables=(DISTRICT_VAR,),
+        panels=(
+            Row("Access bandwidth (p90 of speed-test downloads in the time range)"),
+            Panel("Schools per access tier", Bars(), _tiers(), w=10, h=8, unit="none",
+                  description="Schools by the p90 of their speed-test downloads; a school is in "
+                              "tier T at >= 90 % of T (TCP goodput). Policy: 10M for 70 % of "
+                              "schools, 100M for all, 1000M for public schools."),
+            Panel("Schools reporting", Stat(), (Target("A", (
+                f'SELECT count("n") AS "schools" FROM (SELECT last("rss_mb") AS "n" FROM "agent"'
+                f' WHERE {where(DISTRICT, TIME)} GROUP BY "school")')),), w=4, h=4,
+                  no_value="0"),
+            Panel("Schools with a speed test", Stat(), (Target("A", (
+                f'SELECT count("access") AS "schools" FROM ({ACCESS})')),), w=4, h=4,
+                  no_value="0"),
+            Panel("Agents offline (last will)", Stat(color_mode="background"), (Target("A", (
+                'SELECT count("online") AS "offline" FROM (SELECT last("online") AS "online" '
+                f'FROM "agent_status" WHERE {DISTRICT} GROUP BY "agent") '
+                'WHERE "online" = false')),), w=6, h=4, no_value="0",
+                  steps=(Step("green"), Step("red", 1)),
+                  description="Agents whose last MQTT status is offline (their last will: "
+                              "the broker lost them), whatever the time range."),
+            Panel("Access per school", Table(sort_by="access_mbps"), (
+                Target("A", f'SELECT percentile("down_mbps", 90) AS "access_mbps", '
+                            f'max("down_mbps") AS "peak_mbps", count("down_mbps") AS "tests" '
+                            f'FROM "speedtest" WHERE {where(DISTRICT, TIME)} GROUP BY "school"',
+                       fmt="table"),
+                Target("B", f'SELECT last("contracted_mbps") AS "contract_mbps", '
+                            f'last("classes") AS "classes" FROM "school_info" '
+                            f'WHERE {DISTRICT} GROUP BY "school"', fmt="table")),
+                  w=14, h=8, unit="none", column_links=(school_col,),
+                  transformations=(JoinByField("school"),
+                                   Calc("% of contract", "access_mbps", "/", "contract_mbps"),
+                                   Calc("Mbps per class", "access_mbps", "/", "classes"),
+                                   Organize(("Time", "Time 1", "Time 2"))),
+                  description="Measured access against the contracted rate (flag below 80 %) "
+                              "and per class (urban >= 10, rural >= 5 Mbps)."),
+            Row("Policy targets"),
+            Panel("Share of schools meeting each target", Bars(), (
+                Target("A", f'SELECT count("met") AS "met" FROM ({LAST_MET}) '
+                            f'WHERE "met" = true GROUP BY "rule"', fmt="table"),
+                Target("B", f'SELECT count("met") AS "schools" FROM ({LAST_MET}) '
+                            f'GROUP BY "rule"', fmt="table")),
+                  w=10, h=9, unit="percent", min=0, max=100,
+                  steps=(Step("red"), Step("orange", 60), Step("yellow", 70),
+                         Step("green", 100)),
+                  transformations=(JoinByField("rule"), Calc("share", "met", "/", "schools"),
+                                   Calc("share %", "share", "*", "100"),
+                                   Organize(("Time", "Time 1", "Time 2", "met", "schools",
+                                             "share"))),
+                  description="Per rule: schools whose latest result is met / schools "
+                              "evaluated. Colour bands at the policy shares 60 % and 70 %."),
+            Panel("District shares against their targets", Series(), (
+                Target("A", f'SELECT last("value") AS "share" FROM "compliance" '
+                            f"WHERE {where(DISTRICT, SCOPE_DISTRICT, TIME)} "
+                            f'GROUP BY time($__interval), "rule" fill(previous)',
+                       alias="$tag_rule"),
+                Target("B", f'SELECT last("target") AS "target" FROM "compliance" '
+                            f"WHERE {where(DISTRICT, SCOPE_DISTRICT, TIME)} "
+                            f'GROUP BY time($__interval), "rule" fill(previous)',
+                       alias="$tag_rule target")),
+                  w=14, h=9, unit="percent", dashed=(Dashed(".* target$"),),
+                  description="District roll-ups written by the rules engine (scope "
+                              "district_share): the share over time, its target dashed."),
+            Panel("Schools missing targets", Table(sort_by="school"), (Target("A", (
+                'SELECT "value", "target", "state" FROM (SELECT last("met") AS "met", '
+                'last("value") AS "value", last("target") AS "target", '
+                'last("state") AS "state" FROM "compliance" '
+                f"WHERE {where(DISTRICT, SCOPE_SCHOOL, TIME)} "
+                'GROUP BY "school", "rule", "policy") WHERE "met" = false '
+                'GROUP BY "school", "rule", "policy"'), fmt="table"),),
+                  w=24, h=9, column_links=(school_col,), mappings=MET,
+                  description="Each school and rule whose latest result is not met."),
+            Row("Map and agents"),
+            Panel("Schools", Map(color_field="access"), (
+                Target("A", 'SELECT last("lat") AS "lat", last("lon") AS "lon", '
+                            'last("name") AS "name" FROM "school_info" '
+                            f'WHERE {DISTRICT} GROUP BY "school"', fmt="table"),
+                Target("B", ACCESS, fmt="table")),
+                  w=12, h=12, unit="none", steps=TIER_STEPS,
+                  transformations=(JoinByField("school"),),
+                  description="Schools with a location in the inventory (school_info, written "
+                              "by the collector), coloured by access tier."),
+            Panel("Agents offline", Table(sort_by="Time"), (Target("A", (
+                'SELECT "online", "school" FROM (SELECT last("online") AS "online" '
+                f'FROM "agent_status" WHERE {DISTRICT} GROUP BY "agent", "school") '
+                'WHERE "online" = false GROUP BY "agent"'), fmt="table"),),
+                  w=12, h=6, mappings=UP_DOWN, column_links=(school_col,),
+                  description="Time: when the broker published the agent's last will."),
+            Panel("Agents by last report (stale first)", Table(sort_by="Time"), (Target("A", (
+                'SELECT last("rss_mb") AS "rss_mb", last("spool_depth") AS "spool_depth" '
+                f'FROM "agent" WHERE {where(DISTRICT, TIME)} GROUP BY "school", "agent"'),
+                fmt="table"),), w=12, h=6, column_links=(school_col,)),
+        ),
+    )

@@ -1,0 +1,193 @@
+"""The Ansible roles: lint (production profile), syntax, and a real local run into a temp root.
+
+The local run applies influxdb (against the test InfluxDB), schoolmon_collector, mosquitto
+(running the real `schoolmon broker-config`), grafana and schoolmon_agent to localhost with
+every path under a temporary root and package/user/systemd actions switched off; then the
+rendered configs pass `schoolmon check-config` and the rendered units `systemd-analyze verify`.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Services, influx_rows, schoolmon_cmd
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE = ROOT / "ansible"
+BIN = Path(sys.executable).parent
+EXAMPLE_VARS = ANSIBLE / "inventory" / "example" / "group_vars"
+
+
+def _run(*argv: str | Path, cwd: Path = ANSIBLE, timeout: float = 300,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+                "NO_COLOR": "1", "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env, check=False)
+
+
+def test_ansible_lint_production_profile_is_clean() -> None:
+    """ansible-lint with the production profile passes on every role and playbook."""
+    result = _run(BIN / "ansible-lint", "-c", ".ansible-lint", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Profile 'production' was required, and it passed" in result.stdout + result.stderr
+
+
+def test_site_playbook_syntax() -> None:
+    """ansible-playbook --syntax-check site.yml with the example inventory."""
+    result = _run(BIN / "ansible-playbook", "--syntax-check", "-i",
+                  "inventory/example/hosts.yml", "site.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_windows_playbook_uses_only_ansible_windows_modules() -> None:
+    """The Windows playbook (not linted: the collection is not installed) names real modules."""
+    known = {"win_package", "win_file", "win_powershell", "win_command", "win_copy",
+             "win_template", "win_service", "win_acl"}  # all in ansible.windows
+    play = yaml.safe_load((ANSIBLE / "windows-classroom.yml").read_text())[0]
+    assert play["hosts"] == "windows_classroom_pcs"
+    for task in play["tasks"]:
+        modules = [k for k in task if k.startswith("ansible.")]
+        assert len(modules) == 1, task["name"]
+        namespace, _, module = modules[0].rpartition(".")
+        assert namespace == "ansible.windows" and module in known, modules[0]
+
+
+def _tls(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=mqtt.test", "-keyout", str(directory / "mqtt.key"),
+                    "-out", str(directory / "mqtt.crt")], check=True, capture_output=True)
+    (directory / "ca.crt").write_bytes((directory / "mqtt.crt").read_bytes())
+
+
+def _extra_vars(root: Path, services: Services, database: str) -> dict[str, Any]:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    server = yaml.safe_load((EXAMPLE_VARS / "schoolmon_servers.yml").read_text())
+    gateway = yaml.safe_load((EXAMPLE_VARS / "gateways.yml").read_text())
+    out: dict[str, Any] = {
+        "influxdb_install_packages": False, "influxdb_manage_service": False,
+        "influxdb_url": services.influx_url, "influxdb_database": database,
+        "grafana_root": str(root), "grafana_install_packages": False,
+        "grafana_manage_service": False, "grafana_group": group,
+        "grafana_schoolmon_src": str(ROOT / "dashboards"),
+        "mosquitto_root": str(root), "mosquitto_install_packages": False,
+        "mosquitto_manage_service": False, "mosquitto_user": user, "mosquitto_group": group,
+        "schoolmon_agent_id": "gz-th-001-gw", "schoolmon_agent_school": "gz-th-001",
+        "schoolmon_agent_district": "gz-th", "schoolmon_agent_probes":
+            gateway["schoolmon_agent_probes"],
+        "schoolmon_agent_mqtt_ca_src": "{{ playbook_dir }}/secrets/tls/ca.crt",
+        "schoolmon_collector_inventory": server["schoolmon_collector_inventory"],
+        "schoolmon_collector_alerts": server["schoolmon_collector_alerts"],
+        "schoolmon_collector_policies": server["schoolmon_collector_policies"],
+        "schoolmon_collector_mqtt_password": "collector-secret-1",
+        "schoolmon_collector_smtp_password": "smtp-secret-1",
+        "schoolmon_collector_influx_url": services.influx_url,
+    }
+    for role, package in (("agent", "agent"), ("collector", "collector")):
+        out |= {f"schoolmon_{role}_root": str(root), f"schoolmon_{role}_user": user,
+                f"schoolmon_{role}_group": group, f"schoolmon_{role}_manage_user": False,
+                f"schoolmon_{role}_install_packages": False,
+                f"schoolmon_{role}_manage_service": False,
+                f"schoolmon_{role}_pip_package": f"{ROOT}[{package}]"}
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the roles once into a temporary root; the root."""
+    base = tmp_path_factory.mktemp("ansible")
+    root, play = base / "root", base / "play"
+    _tls(play / "secrets" / "tls")
+    database = "ansible_" + uuid.uuid4().hex[:8]
+    (play / "hosts.yml").write_text(yaml.safe_dump({"all": {
+        "hosts": {"localhost": {"ansible_connection": "local",
+                                "ansible_python_interpreter": sys.executable}},
+        "children": {"schoolmon_agents": {"hosts": {
+            "gz-th-001-gw": {"schoolmon_agent_school": "gz-th-001"},
+            "gz-th-001-pc301": {"schoolmon_agent_school": "gz-th-001",
+                                "schoolmon_agent_classroom": "301"},
+            "gz-th-tp-07-gw": {"schoolmon_agent_school": "gz-th-tp-07"}}}}}}))
+    (play / "local.yml").write_text(yaml.safe_dump([{
+        "name": "District server and a gateway agent, rendered into a temporary root",
+        "hosts": "localhost", "gather_facts": False, "become": False,
+        "roles": ["influxdb", "schoolmon_collector", "mosquitto", "grafana",
+                  "schoolmon_agent"]}]))
+    (play / "vars.json").write_text(json.dumps(_extra_vars(root, services, database)))
+    result = _run(BIN / "ansible-playbook", "-i", "hosts.yml", "-e", "@vars.json", "local.yml",
+                  cwd=play, env={"ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles")})
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    assert "collector-secret-1" not in result.stdout + result.stderr
+    (root / "database").write_text(database)
+    return root
+
+
+def test_rendered_configs_pass_check_config(rendered: Path) -> None:
+    """agent.yaml, collector.yaml and inventory.yaml as the roles wrote them are valid."""
+    conf = rendered / "etc" / "schoolmon"
+    files = [conf / "agent.yaml", conf / "collector.yaml", conf / "inventory.yaml"]
+    result = subprocess.run(schoolmon_cmd("check-config", *map(str, files)), capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": ok (") == 3
+    inventory = yaml.safe_load((conf / "inventory.yaml").read_text())
+    assert {a["id"] for a in inventory["agents"]} == {"gz-th-001-gw", "gz-th-001-pc301",
+                                                      "gz-th-tp-07-gw"}
+    assert {"id": "gz-th-001-pc301", "school": "gz-th-001", "role": "classroom_pc",
+            "classroom": "301"} in inventory["agents"]
+
+
+def test_secrets_are_private_and_the_broker_knows_every_agent(rendered: Path) -> None:
+    """0600 secret files; the generated password file has the collector and every agent."""
+    secrets = rendered / "etc" / "schoolmon" / "secrets"
+    for path in [*secrets.iterdir(), rendered / "etc/mosquitto/certs/server.key"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    agent_password = (secrets / "mqtt.password").read_text().strip()
+    generated = rendered / "etc" / "mosquitto" / "schoolmon"
+    assert (generated / "passwords" / "gz-th-001-gw.password").read_text().strip() == \
+        agent_password
+    users = {line.split(":")[0] for line in (generated / "mosquitto.passwd").read_text().split()}
+    assert users == {"collector", "gz-th-001-gw", "gz-th-001-pc301", "gz-th-tp-07-gw"}
+    conf = (rendered / "etc/mosquitto/conf.d/schoolmon.conf").read_text()
+    assert "allow_anonymous false" in conf and f"acl_file {generated}/mosquitto.acl" in conf
+
+
+def test_rendered_units_pass_systemd_analyze_verify(rendered: Path) -> None:
+    """The agent and collector units verify; the agent unit has the confinement asked for."""
+    units = rendered / "etc" / "systemd" / "system"
+    agent_unit = (units / "schoolmon-agent.service").read_text()
+    for line in ("AmbientCapabilities=CAP_NET_RAW", "CapabilityBoundingSet=CAP_NET_RAW",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=schoolmon"):
+        assert line in agent_unit.splitlines(), line
+    for name in ("schoolmon-agent.service", "schoolmon-collector.service"):
+        result = subprocess.run(["systemd-analyze", "verify", str(units / name)],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, (name, result.stdout, result.stderr)
+        assert name not in result.stderr, result.stderr  # no warning about our unit
+
+
+def test_grafana_and_influxdb_roles(rendered: Path, services: Services) -> None:
+    """Dashboards and provisioning installed; the database exists with its retention."""
+    assert sorted(p.name for p in (rendered / "var/lib/grafana/dashboards/schoolmon").iterdir()) \
+        == sorted(p.name for p in (ROOT / "dashboards" / "json").glob("*.json"))
+    env = (rendered / "etc/grafana/schoolmon.env").read_text()
+    assert "SCHOOLMON_INFLUX_DB=schoolmon" in env
+    database = (rendered / "database").read_text()
+    policies = influx_rows(services.influx_url, database, "SHOW RETENTION POLICIES")
+    assert [(p["name"], p["duration"], p["default"]) for p in policies] == [
+        ("autogen", "9600h0m0s", True)]
