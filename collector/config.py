@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from collector.rules.settings import RulesSettings
 from common.config import Duration, MqttSettings, Strict, WithSecrets, load_model
 
 
@@ -108,6 +109,7 @@ class CollectorConfig(Strict):
     inventory: str | None = None
     policies: list[str] = []
     alerts: AlertSettings | None = None
+    rules: RulesSettings = RulesSettings()
 
 
 def load_collector_config(path: str | Path,

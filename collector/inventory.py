@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.config import Identifier, Strict, load_model
 from common.timetable import Timetable
@@ -59,6 +60,16 @@ class School(Strict):
     timetable: Timetable | None = None
     classrooms: list[Classroom] = []
     devices: list[Device] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _references(self) -> School:

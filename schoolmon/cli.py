@@ -59,6 +59,8 @@ def config_kind(data: Any) -> str:
             return "agent"
         if "storage" in data:
             return "collector"
+        if "rules" in data and "name" in data:
+            return "policy"
         if "districts" in data or "schools" in data:
             return "inventory"
     return "unknown"
@@ -69,10 +71,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from agent.config import AgentConfig
     from collector.config import CollectorConfig
     from collector.inventory import Inventory
+    from collector.rules.policy import PolicyProfile
     from common.config import load_model
 
     models: dict[str, Any] = {
         "agent": AgentConfig, "collector": CollectorConfig, "inventory": Inventory,
+        "policy": PolicyProfile,
     }
     problems: list[str] = []
     for file in args.files:
@@ -80,8 +84,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             data = read_yaml(file)
             kind = config_kind(data)
             if kind == "unknown":
-                problems.append(f"{file}: (top): not an agent (agent:), collector (storage:) "
-                                "or inventory (districts:) file")
+                problems.append(f"{file}: (top): not an agent (agent:), collector (storage:), "
+                                "inventory (districts:) or policy (name:, rules:) file")
                 continue
             load_model(models[kind], file, data=data)
             print(f"{file}: ok ({kind})")
@@ -138,17 +142,26 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
     from collector.config import load_collector_config
     from collector.dashboard_feed import DashboardFeed
     from collector.inventory import load_inventory
+    from collector.rules import build_rules_engine
     from collector.subscriber import Collector, build_writer
 
     config = load_collector_config(args.config)
     inventory = (load_inventory(Path(args.config).parent / config.inventory)
                  if config.inventory else None)
+    engine = build_rules_engine(config.rules, config.inventory, config.policies, args.config)
     collector = Collector(config, build_writer(config))
     feed = DashboardFeed(collector.write_points, inventory)
-    collector.status_observers.append(feed.on_status)  # before start(): subscribes to status
+    # Observers are added before start(): a status observer makes the collector subscribe
+    # to every agent's status topic.
+    collector.status_observers.append(feed.on_status)
+    if engine is not None:
+        collector.observers.append(engine.observe)
+        collector.status_observers.append(engine.observe_status)
     stop = _stop_on_signals()
     collector.start()
     feed.start()
+    if engine is not None:
+        engine.start_periodic(collector.write_points, collector.stop_event)
     stop.wait()
     feed.stop()
     collector.stop()

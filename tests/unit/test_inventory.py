@@ -19,8 +19,8 @@ EXAMPLE = ROOT / "configs" / "inventory.example.yaml"
 def test_example_loads() -> None:
     """The shipped example is valid and its references resolve."""
     inv = load_inventory(EXAMPLE, environ={})
-    assert [d.id for d in inv.districts] == ["gz-th"]
-    assert [s.id for s in inv.schools] == ["gz-th-001", "gz-th-tp-07"]
+    assert [d.id for d in inv.districts] == ["gz-th", "yn-zy"]
+    assert [s.id for s in inv.schools] == ["gz-th-001", "gz-th-tp-07", "gz-th-p-02", "yn-zy-012"]
     school = inv.school("gz-th-001")
     assert school is not None
     assert school.category == "urban" and school.classes == 24
@@ -36,6 +36,9 @@ def test_example_loads() -> None:
         ("gz-th-001-gw", "gateway", None),
         ("gz-th-001-pc301", "classroom_pc", "301"),
         ("gz-th-tp-07-gw", "gateway", None),
+        ("gz-th-p-02-gw", "gateway", None),
+        ("gz-th-p-02-pc7-2", "classroom_pc", "7-2"),
+        ("yn-zy-012-gw", "gateway", None),
     ]
 
 

@@ -1,0 +1,204 @@
+"""The rules engine the collector runs: sample and status observers, a periodic pass, status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from collector.inventory import Inventory, School, load_inventory
+from collector.rules.evaluate import BoundRule, ShareTally, bind_rules, school_results
+from collector.rules.hours import SchoolHours, school_timetable
+from collector.rules.metrics import MetricContext
+from collector.rules.policy import PolicyProfile, load_policies
+from collector.rules.results import (
+    ComplianceResult,
+    SchoolStatus,
+    compliance_lines,
+    status_lines,
+)
+from collector.rules.settings import RulesSettings
+from collector.rules.state import SchoolState, StateLimits
+from collector.rules.status import school_status
+from collector.rules.window import BucketGeometry
+from common.config import ConfigError
+from common.wire import AgentIdentity, Sample
+
+log = logging.getLogger(__name__)
+
+WritePoints = Callable[[list[str]], bool]
+
+
+def wall_clock_ms() -> int:
+    """Now, in ms since the epoch."""
+    return int(time.time() * 1000)
+
+
+class RulesEngine:
+    """Per-school streaming state for an inventory, checked against policy profiles."""
+
+    def __init__(self, inventory: Inventory, policies: list[PolicyProfile],
+                 settings: RulesSettings | None = None, *,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
+        self.settings = settings or RulesSettings()
+        self.policies = policies
+        self.clock = clock
+        self.rules: list[BoundRule] = bind_rules(policies, self.settings)
+        longest = max([int(self.settings.window * 1000)] + [b.window_ms for b in self.rules])
+        self.geometry = BucketGeometry.for_window(longest, self.settings.buckets)
+        limits = StateLimits(self.geometry, self.settings.wifi_rssi_dbm,
+                             self.settings.max_speedtests, self.settings.max_devices_per_school)
+        self._lock = threading.Lock()
+        self._schools: dict[str, SchoolState] = {}
+        self._rules_of: dict[str, list[tuple[int, BoundRule]]] = {}
+        self._agent_rooms = {a.id: a.classroom for a in inventory.agents}
+        hours_cache: dict[str, SchoolHours] = {}
+        for school in inventory.schools:
+            table = school_timetable(school, self.settings.default_timetable)
+            key = table.model_dump_json()
+            hours = hours_cache.get(key) or hours_cache.setdefault(key, SchoolHours(table))
+            self._schools[school.id] = SchoolState(school, hours, limits)
+            self._rules_of[school.id] = [
+                (i, b) for i, b in enumerate(self.rules) if b.rule.applies_to.matches(school)]
+        for agent in inventory.agents:
+            self._schools[agent.school].agent(agent.id, agent.classroom)
+        self.observed_samples = 0  # of inventory schools
+        self.unknown_school_samples = 0
+        self._unknown_logged: set[str] = set()
+
+    # --- observers (collector writer thread / paho thread) ---------------------------------
+
+    def observe(self, who: AgentIdentity, samples: list[Sample]) -> None:
+        """SampleObserver: take in one stored batch of an agent."""
+        received = self.clock()
+        with self._lock:
+            state = self._school(who)
+            if state is None:
+                self.unknown_school_samples += len(samples)
+                return
+            agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
+            state.add(agent, samples, received)
+            self.observed_samples += len(samples)
+
+    def observe_status(self, who: AgentIdentity, status: str, ts_ms: int) -> None:
+        """StatusObserver: an agent's retained online/offline status."""
+        with self._lock:
+            state = self._school(who)
+            if state is None:
+                return
+            agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
+            agent.status, agent.status_ms = status, ts_ms
+
+    def _school(self, who: AgentIdentity) -> SchoolState | None:
+        state = self._schools.get(who.school)
+        if state is None and who.school not in self._unknown_logged:
+            self._unknown_logged.add(who.school)
+            log.warning("rules: school %s (agent %s) is not in the inventory; its samples are "
+                        "stored but not checked", who.school, who.agent)
+        return state
+
+    # --- evaluation --------------------------------------------------------------------------
+
+    def evaluate(self, now_ms: int | None = None) -> list[ComplianceResult]:
+        """Check every rule against every school it applies to; district shares last."""
+        now = self.clock() if now_ms is None else now_ms
+        tally = ShareTally()
+        results: list[ComplianceResult] = []
+        for school_id, state in self._schools.items():
+            rules = self._rules_of[school_id]
+            if not rules:
+                continue
+            with self._lock:  # per school: the writer thread waits at most one school
+                ctx = MetricContext(state, self.settings, now)
+                results.extend(school_results(ctx, state.school.district, rules, tally))
+        results.extend(tally.results())
+        return results
+
+    def school_status(self, school_id: str, now_ms: int | None = None) -> SchoolStatus | None:
+        """What the engine knows about one school now; None if it is not in the inventory."""
+        state = self._schools.get(school_id)
+        if state is None:
+            return None
+        now = self.clock() if now_ms is None else now_ms
+        with self._lock:
+            return school_status(MetricContext(state, self.settings, now))
+
+    def statuses(self, now_ms: int | None = None, detail: bool = True) -> list[SchoolStatus]:
+        """The status of every inventory school, in inventory order (see school_status)."""
+        now = self.clock() if now_ms is None else now_ms
+        out = []
+        for state in self._schools.values():
+            with self._lock:
+                out.append(school_status(MetricContext(state, self.settings, now), detail))
+        return out
+
+    def school(self, school_id: str) -> School | None:
+        """The inventory entry of a school."""
+        state = self._schools.get(school_id)
+        return state.school if state else None
+
+    def pass_lines(self, now_ms: int | None = None) -> list[str]:
+        """One evaluation pass as line-protocol points (compliance, and school_status)."""
+        now = self.clock() if now_ms is None else now_ms
+        lines = compliance_lines(self.evaluate(now), now)
+        if self.settings.write_status:
+            lines.extend(status_lines(self.statuses(now, detail=False), now))
+        return lines
+
+    def run_periodic(self, write_points: WritePoints, stop: threading.Event,
+                     interval: float | None = None) -> None:
+        """Evaluate and write every ``interval`` seconds (rules.interval) until ``stop``."""
+        every = self.settings.interval if interval is None else interval
+        while not stop.wait(every):
+            started = time.monotonic()
+            try:
+                lines = self.pass_lines()
+            except Exception:  # a bug in one pass must not end the collector's rules for good
+                log.exception("rules evaluation failed")
+                continue
+            if lines and not write_points(lines):
+                return  # stopping
+            log.info("rules: %d points in %.1f s", len(lines), time.monotonic() - started)
+
+    def start_periodic(self, write_points: WritePoints, stop: threading.Event) -> threading.Thread:
+        """run_periodic in a daemon thread named 'rules'."""
+        thread = threading.Thread(target=self.run_periodic, args=(write_points, stop),
+                                  name="rules", daemon=True)
+        thread.start()
+        return thread
+
+
+def build_rules_engine(settings: RulesSettings, inventory: str | None, policies: list[str],
+                       config_path: str | Path, *,
+                       clock: Callable[[], int] = wall_clock_ms) -> RulesEngine | None:
+    """The engine collector.yaml asks for (None: rules off, or no inventory or policies).
+
+    Relative inventory and policy paths are taken from the directory of ``config_path``;
+    problems raise ConfigError ('file: path.to.key: why').
+    """
+    if not settings.enabled or not inventory or not policies:
+        return None
+    base = Path(config_path).parent
+    inventory_path = base / inventory
+    inv = load_inventory(inventory_path)
+    profiles = load_policies(policies, base, origin=str(config_path))
+    _check_zones(inv, str(inventory_path))
+    return RulesEngine(inv, profiles, settings, clock=clock)
+
+
+def _check_zones(inv: Inventory, origin: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    problems = []
+    for i, school in enumerate(inv.schools):
+        if school.timezone is None:
+            continue
+        try:
+            ZoneInfo(school.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"{origin}: schools.{i}.timezone: unknown time zone "
+                            f"{school.timezone!r}")
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,46 @@
+"""The ``rules:`` section of collector.yaml: how metrics are computed and how often."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final, Literal
+
+from pydantic import AfterValidator, Field
+
+from common.config import Duration, Strict
+from common.timetable import Timetable
+
+_STAT_RE: Final = re.compile(r"^(p(?:[1-9]\d?|100)|min|max|mean|median|last)$")
+
+
+def _statistic(value: str) -> str:
+    if not _STAT_RE.match(value):
+        raise ValueError(f"{value!r} is not a statistic: p1..p100, min, max, mean, median or "
+                         "last")
+    return value
+
+
+# A statistic over the samples of a window: 'p90' (nearest-rank percentile), min, max, ...
+Statistic = Annotated[str, AfterValidator(_statistic)]
+DeviceType = Literal["projector", "panel", "pc", "display", "other"]
+
+
+class RulesSettings(Strict):
+    """Evaluation timing and the measurement choices behind the metrics (docs/policies.md)."""
+
+    enabled: bool = True
+    interval: Duration = 300.0  # between evaluation passes (compliance points)
+    window: Duration = 7 * 86400.0  # default window of windowed metrics
+    recent: Duration = 1800.0  # default window of internet_up
+    percentile: Statistic = "p90"  # default statistic of access_mbps and what derives from it
+    stale_after: Duration = 900.0  # agent_fresh: no sample or status for this long: not fresh
+    rate_tolerance_pct: float = Field(default=8.0, ge=0, lt=50)
+    uptime_threshold_pct: float = Field(default=80.0, ge=0, le=100)
+    multimedia_types: list[DeviceType] = Field(default=["projector", "panel"], min_length=1)
+    wifi_rssi_dbm: float = Field(default=-67.0, ge=-120, le=0)
+    wifi_good_pct: float = Field(default=90.0, ge=0, le=100)
+    default_timetable: Timetable = Timetable()
+    buckets: int = Field(default=28, ge=2, le=1000)  # per longest window, for uptime and Wi-Fi
+    max_speedtests: int = Field(default=256, ge=1, le=100_000)  # kept per school
+    max_devices_per_school: int = Field(default=2000, ge=1)
+    write_status: bool = True  # also write one school_status point per school and pass
