@@ -129,8 +129,8 @@ def test_unknown_file_kind(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     path.write_text(text, encoding="utf-8")
     code, out, err = check(capsys, path)
     assert code == 2 and out == []
-    assert err == [f"{path}: (top): not an agent (agent:), collector (storage:) or inventory "
-                   "(districts:) file"]
+    assert err == [f"{path}: (top): not an agent (agent:), collector (storage:), inventory "
+                   "(districts:) or policy (name:, rules:) file"]
 
 
 def test_missing_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
