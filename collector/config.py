@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from collector.alerts.settings import AlertRulesSettings
 from collector.rules.settings import RulesSettings
 from common.config import Duration, MqttSettings, Strict, WithSecrets, load_model
 
@@ -98,6 +99,7 @@ class AlertSettings(Strict):
     send_resolved: bool = True
     state_path: str = "/var/lib/schoolmon/alerts.db"
     dashboard_url: str | None = None
+    rules: AlertRulesSettings = AlertRulesSettings()
 
 
 class CollectorConfig(Strict):

@@ -139,9 +139,12 @@ def cmd_agent_discover(args: argparse.Namespace) -> int:
 
 def cmd_collector_run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT/SIGTERM."""
+    import sqlite3
+
+    from collector.alerts.engine import AlertEngine
     from collector.config import load_collector_config
     from collector.dashboard_feed import DashboardFeed
-    from collector.inventory import load_inventory
+    from collector.inventory import Inventory, load_inventory
     from collector.rules import build_rules_engine
     from collector.subscriber import Collector, build_writer
 
@@ -149,22 +152,38 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
     inventory = (load_inventory(Path(args.config).parent / config.inventory)
                  if config.inventory else None)
     engine = build_rules_engine(config.rules, config.inventory, config.policies, args.config)
+    alert_engine: AlertEngine | None = None
+    if config.alerts is not None:
+        try:
+            alert_engine = AlertEngine(config.alerts, inventory or Inventory(districts=[]),
+                                       config.alerts.rules)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"alerts.state_path {config.alerts.state_path}: {exc}", 1) from None
     collector = Collector(config, build_writer(config))
     feed = DashboardFeed(collector.write_points, inventory)
     # Observers are added before start(): a status observer makes the collector subscribe
     # to every agent's status topic.
     collector.status_observers.append(feed.on_status)
-    if engine is not None:
-        collector.observers.append(engine.observe)
-        collector.status_observers.append(engine.observe_status)
+    for observer in (engine, alert_engine):
+        if observer is not None:
+            collector.observers.append(observer.observe)
+            collector.status_observers.append(observer.observe_status)
     stop = _stop_on_signals()
     collector.start()
     feed.start()
     if engine is not None:
         engine.start_periodic(collector.write_points, collector.stop_event)
+    alerts = None
+    if alert_engine is not None:
+        alerts = threading.Thread(target=alert_engine.run, args=(stop, 10.0), name="alerts",
+                                  daemon=True)
+        alerts.start()
     stop.wait()
     feed.stop()
     collector.stop()
+    if alert_engine is not None and alerts is not None:
+        alerts.join(timeout=60)
+        alert_engine.close()
     return 0
 
 

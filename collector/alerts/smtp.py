@@ -1,0 +1,100 @@
+"""Sending alert mails with smtplib: STARTTLS or implicit TLS, AUTH, retry without loss.
+
+A mail leaves the outbox only when the server accepted it. A failure is logged once (not on
+every retry), and never with the password: smtplib's own texts do not contain it, and any
+text we log is scrubbed of it anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable
+
+from collector.alerts.state import OutboxItem
+from collector.config import SmtpSettings
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[], smtplib.SMTP]
+
+
+def smtp_connector(settings: SmtpSettings, timeout: float) -> Connector:
+    """Connections as the settings ask: implicit TLS, STARTTLS (verified against ca_file)."""
+
+    def connect() -> smtplib.SMTP:
+        context = ssl.create_default_context(cafile=settings.ca_file)
+        if settings.tls:
+            return smtplib.SMTP_SSL(settings.host, settings.port, timeout=timeout,
+                                    context=context)
+        conn = smtplib.SMTP(settings.host, settings.port, timeout=timeout)
+        if settings.starttls:
+            try:
+                conn.starttls(context=context)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    return connect
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class MailSender:
+    """Delivers queued mails over one connection per tick."""
+
+    def __init__(self, settings: SmtpSettings, sender: str, recipients: list[str],
+                 connect: Connector) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.recipients = list(recipients)
+        self.connect = connect
+        self.failing = False
+        self.failures = 0  # attempts that failed, ever (for tests and status)
+
+    def describe(self, exc: BaseException) -> str:
+        """A one-line cause for the log, with the password scrubbed out."""
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            text = (f"authentication failed for user {self.settings.username!r} at "
+                    f"{self.settings.host}:{self.settings.port}: {exc.smtp_code} "
+                    f"{_text(exc.smtp_error)}")
+        elif isinstance(exc, smtplib.SMTPResponseException):
+            text = f"{type(exc).__name__}: {exc.smtp_code} {_text(exc.smtp_error)}"
+        else:
+            text = f"{self.settings.host}:{self.settings.port}: {type(exc).__name__}: {exc}"
+        password = self.settings.secret("password")
+        if password:
+            text = text.replace(password, "***")
+        return text
+
+    def send(self, items: list[OutboxItem]) -> list[int]:
+        """Send in order; the ids the server accepted (stops at the first failure)."""
+        if not items:
+            return []
+        sent: list[int] = []
+        try:
+            with self.connect() as conn:
+                if self.settings.username:
+                    conn.login(self.settings.username, self.settings.secret("password") or "")
+                for item in items:
+                    refused = conn.sendmail(self.sender, self.recipients, item.message)
+                    if refused:
+                        log.warning("alert mail: recipients refused: %s", sorted(refused))
+                    sent.append(item.id)
+        except (smtplib.SMTPException, OSError) as exc:
+            self.failures += 1
+            if not self.failing:
+                log.error("alert mail not sent (%d waiting): %s; kept, retrying on every tick",
+                          len(items) - len(sent), self.describe(exc))
+            else:
+                log.debug("alert mail still not sent: %s", self.describe(exc))
+            self.failing = True
+            return sent
+        if self.failing:
+            log.info("alert mail works again: %d waiting mails sent", len(sent))
+            self.failing = False
+        return sent
