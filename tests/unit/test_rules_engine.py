@@ -213,10 +213,12 @@ def test_build_reports_config_errors(tmp_path: Path) -> None:
     """A missing policy and an unknown school time zone are ConfigError lines with paths."""
     config = tmp_path / "collector.yaml"
     write(tmp_path / "inventory.yaml", {"districts": [{"id": "d1", "name": "d"}],
-                                        "schools": [school("s1", timezone="Mars/Olympus")]})
+                                        "schools": [school("s1")]})
     with pytest.raises(ConfigError) as exc:
         build_rules_engine(RulesSettings(), "inventory.yaml", ["nope"], config)
     assert exc.value.lines[0].startswith(f"{config}: policies.0: no policy 'nope'")
+    write(tmp_path / "inventory.yaml", {"districts": [{"id": "d1", "name": "d"}],
+                                        "schools": [school("s1", timezone="Mars/Olympus")]})
     with pytest.raises(ConfigError) as exc:
         build_rules_engine(RulesSettings(), "inventory.yaml", ["cn-moe-2017"], config)
     assert exc.value.lines == [f"{tmp_path / 'inventory.yaml'}: schools.0.timezone: unknown "
