@@ -64,6 +64,7 @@ class Collector:
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
                                                daemon=True)
         self._own_write_lock = threading.Lock()
+        self._data_sub: tuple[int, str] = (-1, "")
 
     def start(self) -> None:
         """Connect and start the writer thread."""
@@ -71,6 +72,7 @@ class Collector:
         client = make_client(cfg, client_id=cfg.effective_client_id())
         client.manual_ack_set(True)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -94,13 +96,23 @@ class Collector:
             return
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
-        sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
-        client.subscribe(sub, options=SubscribeOptions(qos=1))
+        log.info("collector connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
         if self.status_observers:
             # Not shared: the collector running rules and alerts must see every agent's status.
             client.subscribe(f"{self.topics.prefix}/+/+/+/status", options=SubscribeOptions(qos=1))
-        log.info("collector connected to %s:%s, subscribed to %s",
-                 self.config.mqtt.host, self.config.mqtt.port, sub)
+        sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
+        _result, mid = client.subscribe(sub, options=SubscribeOptions(qos=1))
+        self._data_sub = (mid, sub)
+
+    def _on_subscribe(self, _c: Any, _u: object, mid: int, reasons: Any, _p: object) -> None:
+        # ``connected`` means "receiving": set once the broker confirmed the data subscription
+        # (the status subscription, when there is one, was sent before it).
+        if mid != self._data_sub[0]:
+            return
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the subscription %s: %s", self._data_sub[1], reasons)
+            return
+        log.info("subscribed to %s", self._data_sub[1])
         self.connected.set()
 
     def _on_disconnect(self, _c: Any, _u: object, _f: object, reason: Any, _p: object) -> None:

@@ -260,11 +260,59 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Virtual schools publishing through the real broker."""
+    from schoolmon.simulate import cmd_simulate as run
+
+    return run(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """District compliance report: report.html and report.csv from InfluxDB."""
+    from collector.reports.command import cmd_report as run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start the local stack and show data landing."""
     from schoolmon.demo import run_demo
 
     return run_demo(duration=args.duration, workdir=Path(args.dir) if args.dir else None)
+
+
+def _add_district_commands(sub: Any) -> None:
+    """report and simulate: the district-level commands."""
+    p = sub.add_parser("report", help="district compliance report (report.html, report.csv)")
+    p.add_argument("-c", "--config", required=True, help="collector.yaml")
+    p.add_argument("--policy", required=True, help="policy profile name, e.g. cn-moe-2017")
+    p.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD")
+    p.add_argument("--out", required=True, help="directory for report.html and report.csv")
+    p.add_argument("--lang", choices=["zh-CN", "en"], default=None,
+                   help="labels (default: alerts.language of collector.yaml, else zh-CN)")
+    p.add_argument("--tz", default=None,
+                   help="time zone of the days (default: the inventory's, else Asia/Shanghai)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("simulate", help="virtual schools publishing through the real broker")
+    p.add_argument("-c", "--config", required=True,
+                   help="collector.yaml (its mqtt: settings are used)")
+    p.add_argument("--schools", type=int, required=True, help="number of schools")
+    p.add_argument("--interval", type=float, default=60.0,
+                   help="seconds between samples (also the backfill step)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="live seconds (0: until Ctrl-C; default: until Ctrl-C, or none "
+                        "after --backfill)")
+    p.add_argument("--seed", type=int, default=1, help="same seed, same district")
+    p.add_argument("--backfill", type=int, default=0, metavar="DAYS",
+                   help="first publish the last DAYS school days")
+    p.add_argument("--spec", help="YAML with the district's shares (SimulationSpec)")
+    p.add_argument("--inventory-out", help="write the district's inventory.yaml here")
+    p.add_argument("--plan-out", help="write what was planned (JSON) here")
+    p.add_argument("--ack-timeout", type=float, default=300.0,
+                   help="give up when the collector acknowledges nothing for this long")
+    p.set_defaults(func=cmd_simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mb", type=float, default=2000.0, help="byte cap for the whole test")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_speedtest_run)
+
+    _add_district_commands(sub)
 
     p = sub.add_parser("demo", help="start a local stack and show data landing")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (0: until Ctrl-C)")

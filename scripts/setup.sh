@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics curl iproute2 sqlite3 iperf3 iptables
-              snmpd snmp snmpsim openssh-server openssh-client openssl iw util-linux passwd systemd)
+              snmpd snmp snmpsim openssh-server openssh-client openssl iw util-linux passwd systemd
+              chromium fonts-wqy-zenhei)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

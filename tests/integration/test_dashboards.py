@@ -105,7 +105,7 @@ def district(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
     feed.start()
     try:
         assert collector.connected.wait(10)
-        time.sleep(0.2)  # SUBACK is not surfaced by paho's on_connect (as in test_delivery)
+
         now_ms = int(time.time() * 1000)
         samples = sim.agent_samples(now_ms - sim.STEPS * sim.STEP_MS)
         batches = {who: [encode_envelope(Envelope(who.district, who.school, who.agent, seq,

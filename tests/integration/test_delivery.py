@@ -103,7 +103,7 @@ def start_collector(config: CollectorConfig, registry: list[Collector]) -> Colle
     collector.start()
     registry.append(collector)
     assert collector.connected.wait(10), "collector did not connect"
-    time.sleep(0.2)  # SUBACK is not surfaced by paho's on_connect; give the broker a moment
+
     return collector
 
 

@@ -1,0 +1,105 @@
+"""Every text of the report in zh-CN and en."""
+# Chinese text uses full-width punctuation on purpose.
+# ruff: noqa: RUF001
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Language = Literal["zh-CN", "en"]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The report's texts in one language."""
+
+    title: str
+    policy: str
+    period: str
+    generated: str
+    schools: str
+    tiers_title: str
+    tiers_note: str
+    no_test: str
+    shares_title: str
+    share: str
+    target: str
+    trend_title: str
+    summary_title: str
+    misses_title: str
+    misses_none: str
+    misses_more: str
+    rule: str
+    school: str
+    name: str
+    district: str
+    category: str
+    value: str
+    met: str
+    counted: str
+    no_data: str
+    yes: str
+    no: str
+    unit_schools: str
+    unit_classrooms: str
+    reached: str
+    not_reached: str
+    categories: dict[str, str]
+
+
+LABELS: Final[dict[str, Labels]] = {
+    "zh-CN": Labels(
+        title="教育信息化达标报告", policy="政策", period="统计期间", generated="生成时间",
+        schools="学校数", tiers_title="各接入带宽档位的学校数",
+        tiers_note="期间测速下行 {stat}", no_test="无测速",
+        shares_title="各项指标达标比例（竖线为目标）", share="达标比例", target="目标",
+        trend_title="达标比例趋势", summary_title="指标汇总", misses_title="未达标的学校",
+        misses_none="所有学校均达标。", misses_more="仅显示前 {n} 行，完整数据见 report.csv。",
+        rule="指标", school="学校代码", name="学校名称", district="区县", category="类别",
+        value="数值", met="达标", counted="统计数", no_data="无数据", yes="是", no="否",
+        unit_schools="所学校", unit_classrooms="间教室", reached="已达到目标",
+        not_reached="未达到目标",
+        categories={"urban": "城镇", "rural": "农村", "teaching_point": "教学点"}),
+    "en": Labels(
+        title="Education ICT compliance report", policy="Policy", period="Period",
+        generated="Generated", schools="Schools", tiers_title="Schools per access-bandwidth tier",
+        tiers_note="speed-test download {stat} over the period", no_test="no test",
+        shares_title="Share meeting each target (line: the target)", share="Share",
+        target="Target", trend_title="Share over the period", summary_title="Summary",
+        misses_title="Schools that miss a target", misses_none="Every school meets every target.",
+        misses_more="Only the first {n} rows are shown; report.csv has them all.",
+        rule="Rule", school="School id", name="Name", district="District", category="Category",
+        value="Value", met="Met", counted="Counted", no_data="no data", yes="yes", no="no",
+        unit_schools="schools", unit_classrooms="classrooms", reached="target reached",
+        not_reached="target not reached",
+        categories={"urban": "urban", "rural": "rural", "teaching_point": "teaching point"}),
+}
+
+# English names of the rule ids of the shipped profiles (their titles are Chinese).
+RULE_NAMES_EN: Final[dict[str, str]] = {
+    "access_10m": "Access >= 10 Mbit/s", "access_100m": "Access >= 100 Mbit/s",
+    "access_1000m": "Access >= 1000 Mbit/s", "per_class_urban": "Urban: >= 10 Mbit/s per class",
+    "per_class_rural": "Rural: >= 5 Mbit/s per class",
+    "teaching_point": "Teaching point: access >= 4 Mbit/s",
+    "class_link_100m": "100 Mbit/s to every classroom", "backbone_10g": "10 Gbit/s backbone",
+    "internet_connected": "School reaches the internet",
+    "multimedia_ratio": "Classrooms with working multimedia equipment",
+    "all_classrooms_school": "Schools with every classroom equipped",
+    "wireless_campus": "Classrooms with usable Wi-Fi",
+    "security_monitoring": "Every agent reporting",
+}
+
+
+def labels(language: str) -> Labels:
+    """The labels of a language (en for an unknown one)."""
+    return LABELS.get(language, LABELS["en"])
+
+
+def rule_name(rule_id: str, title: str, language: str) -> str:
+    """What the report calls a rule: the profile's title in zh-CN, an English name in en."""
+    if language == "en":
+        return RULE_NAMES_EN.get(rule_id) or (
+            title[title.index("(") + 1:title.rindex(")")] if "(" in title and ")" in title
+            else rule_id)
+    return title.split(" (", maxsplit=1)[0] if title else rule_id

@@ -1,0 +1,196 @@
+"""Reading a report's data from InfluxDB: compliance points of one policy and speed tests.
+
+Four kinds of query, all bounded by the period: the newest point of every compliance series
+(``GROUP BY * ORDER BY time DESC LIMIT 1``), the districts' shares per trend bucket, the
+per-school (per-classroom) outcomes per bucket for rules without district shares, and the
+configured percentile of each school's speed tests for the tier chart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from collector.inventory import Inventory
+from collector.reports.aggregate import TrendRow, school_rows, summarize, tier_counts, trend
+from collector.reports.model import (
+    ComplianceRow,
+    Period,
+    ReportData,
+    RuleInfo,
+    SchoolInfo,
+    TrendPoint,
+)
+from collector.reports.query import InfluxReader, quote_literal
+from collector.rules.policy import METRICS, PolicyProfile
+from collector.rules.results import COMPLIANCE_MEASUREMENT
+
+_UNITS = ("schools", "classrooms")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _where(policy: str, period: Period) -> str:
+    return (f'"policy" = {quote_literal(policy)} AND time >= {period.start_ms}ms '
+            f"AND time < {period.end_ms}ms")
+
+
+def read_latest(reader: InfluxReader, policy: str, period: Period) -> list[ComplianceRow]:
+    """The newest point of every compliance series of the policy in the period."""
+    series = reader.query(f'SELECT * FROM "{COMPLIANCE_MEASUREMENT}" WHERE '
+                          f"{_where(policy, period)} GROUP BY * ORDER BY time DESC LIMIT 1")
+    rows = []
+    for s in series:
+        tags, row = s.tags, s.rows[0]
+        unit = next((u for u in _UNITS if _count(row.get(u)) is not None), None)
+        rows.append(ComplianceRow(
+            rule=tags.get("rule", ""), scope=tags.get("scope", ""),
+            district=tags.get("district", ""), school=tags.get("school") or None,
+            classroom=tags.get("classroom") or None, value=_number(row.get("value")),
+            target=_number(row.get("target")) or 0.0, met=row.get("met") is True,
+            state=str(row.get("state") or ("ok" if row.get("value") is not None else "no_data")),
+            ts_ms=int(row["time"]),
+            counted=_count(row.get(unit)) if unit else None,
+            counted_met=_count(row.get(f"{unit}_met")) if unit else None,
+            counted_no_data=_count(row.get(f"{unit}_no_data")) if unit else None))
+    return rows
+
+
+def _group_time(period: Period) -> str:
+    # Weeks start on Monday: the epoch was a Thursday, so offset the 7d buckets by 4 days.
+    step = "1d" if period.bucket_days == 1 else "7d, 4d"
+    return f"time({step})"
+
+
+def _bucket_day(ms: int, tz: str) -> dt.date:
+    return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).date()
+
+
+def read_trend(reader: InfluxReader, policy: str, period: Period,
+               school_rules: list[str], room_rules: list[str]) -> dict[str, list[TrendPoint]]:
+    """Share per day (or week) of every rule: district shares, else counted from schools/rooms."""
+    tz = f"tz({quote_literal(period.tz)})"
+    by_rule: dict[str, list[TrendRow]] = {}
+    days: dict[int, dt.date] = {}
+    shares = reader.query(
+        f'SELECT last(*) FROM "{COMPLIANCE_MEASUREMENT}" WHERE {_where(policy, period)} AND '
+        f"\"scope\" = 'district_share' GROUP BY {_group_time(period)}, \"rule\", \"district\" "
+        f"fill(none) {tz}")
+    for s in shares:
+        for row in s.rows:
+            unit = next((u for u in _UNITS if _count(row.get(f"last_{u}")) is not None), None)
+            if unit is None:
+                continue
+            days[row["time"]] = _bucket_day(row["time"], period.tz)
+            by_rule.setdefault(s.tags["rule"], []).append(TrendRow(
+                row["time"], _count(row[f"last_{unit}"]) or 0,
+                _count(row.get(f"last_{unit}_met")) or 0))
+    for scope, rules, keys in (("school", school_rules, '"rule", "school"'),
+                               ("classroom", room_rules, '"rule", "school", "classroom"')):
+        todo = [r for r in rules if r not in by_rule]
+        if not todo:
+            continue
+        pattern = "|".join(_regex_escape(r) for r in todo)
+        series = reader.query(
+            f'SELECT last("met") AS met, last("state") AS state FROM '
+            f'"{COMPLIANCE_MEASUREMENT}" WHERE {_where(policy, period)} AND '
+            f"\"scope\" = '{scope}' AND \"rule\" =~ /^({pattern})$/ GROUP BY "
+            f"{_group_time(period)}, {keys} fill(none) {tz}")
+        for s in series:
+            for row in s.rows:
+                days[row["time"]] = _bucket_day(row["time"], period.tz)
+                ok = row.get("state") == "ok"
+                by_rule.setdefault(s.tags["rule"], []).append(
+                    TrendRow(row["time"], int(ok), int(ok and row.get("met") is True)))
+    return {rule: trend(rows, days) for rule, rows in by_rule.items()}
+
+
+def _regex_escape(text: str) -> str:
+    return "".join("\\" + c if not (c.isalnum() or c == "_") else c for c in text)
+
+
+def influx_statistic(statistic: str, field: str) -> str:
+    """The InfluxQL selector of a rules statistic ('p90' -> percentile("f", 90))."""
+    if statistic.startswith("p"):
+        return f'percentile("{field}", {int(statistic[1:])})'
+    return f'{statistic}("{field}")'
+
+
+def read_access(reader: InfluxReader, period: Period, statistic: str) -> dict[str, float]:
+    """Per school, the statistic of its speed-test download over the period (Mbit/s)."""
+    series = reader.query(
+        f'SELECT {influx_statistic(statistic, "down_mbps")} AS access FROM "speedtest" '
+        f"WHERE time >= {period.start_ms}ms AND time < {period.end_ms}ms GROUP BY \"school\"")
+    out = {}
+    for s in series:
+        value = _number(s.rows[0].get("access")) if s.rows else None
+        if value is not None:
+            out[s.tags.get("school", "")] = value
+    return out
+
+
+def rule_infos(profile: PolicyProfile | None, rows: Iterable[ComplianceRow]) -> list[RuleInfo]:
+    """The rules in profile order; rules only found in the data after them."""
+    infos = []
+    if profile is not None:
+        for r in profile.rules:
+            infos.append(RuleInfo(r.id, r.title or r.id, r.metric, r.comparator, r.threshold,
+                                  r.share_target, METRICS[r.metric].unit))
+    known = {i.id for i in infos}
+    for rule in sorted({r.rule for r in rows} - known):
+        infos.append(RuleInfo(rule, rule))
+    return infos
+
+
+def school_infos(inventory: Inventory | None, rows: list[ComplianceRow]) -> list[SchoolInfo]:
+    """Schools of the inventory, else those the compliance points name."""
+    if inventory is not None:
+        return [SchoolInfo(s.id, s.district, s.name, s.category, s.ownership)
+                for s in inventory.schools]
+    seen = {r.school: r.district for r in rows if r.school}
+    return [SchoolInfo(school, district) for school, district in sorted(seen.items())]
+
+
+def build_report(reader: InfluxReader, policy: str, period: Period, *,
+                 profile: PolicyProfile | None, inventory: Inventory | None,
+                 statistic: str = "p90", tolerance_pct: float = 0.0,
+                 generated_ms: int = 0) -> ReportData:
+    """Read everything the report shows."""
+    latest = read_latest(reader, policy, period)
+    infos = rule_infos(profile, latest)
+    schools = school_infos(inventory, latest)
+    by_id = {s.id: s for s in schools}
+    summaries, rows = [], []
+    school_rules: list[str] = []
+    room_rules: list[str] = []
+    for info in infos:
+        mine = [r for r in latest if r.rule == info.id]
+        if not mine:
+            continue
+        summaries.append(summarize(info, mine))
+        rows.extend(school_rows(info, mine, by_id))
+        (room_rules if any(r.scope == "classroom" for r in mine) else school_rules).append(
+            info.id)
+    access = read_access(reader, period, statistic)
+    names = [s.id for s in schools] or sorted(access)
+    return ReportData(
+        policy=policy, policy_title=profile.title if profile else policy, period=period,
+        schools=schools, tiers=tier_counts(access, names, tolerance_pct),
+        summaries=summaries, rows=rows,
+        trend=read_trend(reader, policy, period, school_rules, room_rules),
+        generated_ms=generated_ms, percentile=statistic)
+
+
+def inventory_path(config_path: str | Path, inventory: str | None) -> Path | None:
+    """The inventory file named by collector.yaml (relative to its directory)."""
+    return None if not inventory else Path(config_path).parent / inventory

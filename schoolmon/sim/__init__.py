@@ -1,0 +1,1 @@
+"""Virtual schools for demos, tests and benchmarks: plan, sample generation, publishing."""
