@@ -31,6 +31,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_listening(port: int, timeout: float = 30.0) -> None:
+    """Until something accepts connections on the loopback port."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def read_env(path: Path) -> dict[str, str]:
     """Parse KEY=VALUE lines of services.env."""
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -71,7 +84,8 @@ def write_configs(workdir: Path, env: dict[str, str],
                 {"name": "broker", "host": "127.0.0.1", "role": "district", "method": "tcp",
                  "port": int(env["MQTT_PORT"])},
                 {"name": "loopback", "host": "127.0.0.1", "role": "gateway", "method": "icmp"}]},
-            {"type": "speedtest", "servers": [speedtest_url], "duration": "2s", "streams": 2,
+            {"type": "speedtest", "interval": "3s", "servers": [speedtest_url],
+             "duration": "2s", "streams": 2,
              "run_at_start": True, "daily_budget_mb": 4000},
         ],
     }
@@ -136,6 +150,7 @@ def run_demo(duration: float, workdir: Path | None = None) -> int:
                 open(workdir / "speedtest.log", "ab") as slog:
             procs.append(subprocess.Popen([*cmd, "speedtest", "serve", "--listen",
                                            f"127.0.0.1:{st_port}"], stdout=slog, stderr=slog))
+            wait_listening(st_port)
             procs.append(subprocess.Popen([*cmd, "collector", "run", "-c", str(collector_yaml)],
                                           stdout=clog, stderr=clog))
             procs.append(subprocess.Popen([*cmd, "agent", "run", "-c", str(agent_yaml)],

@@ -126,10 +126,10 @@ class SpeedtestProbe:
     def collect(self) -> list[Sample]:
         """Test if a planned time has passed and today's count and budget allow."""
         plan = self._today()
-        if self._first_collect:
+        if self._first_collect and self.settings.run_at_start:
+            samples = self._test(plan)  # a failure raises and is tried again next poll
             self._first_collect = False
-            if self.settings.run_at_start:
-                return self._test(plan)
+            return samples
         now = self.now()
         due = sum(1 for t in plan.times if t <= now)
         if plan.done >= due:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 def test_demo_lands_every_kind_and_stops_its_services(tmp_path: Path) -> None:
     """A short demo run: exit 0, points of each kind, and no service left running."""
-    result = subprocess.run(schoolmon_cmd("demo", "--duration", "10", "--dir", str(tmp_path)),
+    result = subprocess.run(schoolmon_cmd("demo", "--duration", "15", "--dir", str(tmp_path)),
                             capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     counts = dict(re.findall(r"^\s+(\w+)\s+(\d+) points", result.stdout, re.MULTILINE))

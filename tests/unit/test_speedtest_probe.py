@@ -143,3 +143,22 @@ def test_run_at_start_tests_on_the_first_collect_only() -> None:
     assert len(p.collect()) == 1
     assert p.collect() == []
     assert len(runner.caps) == 1
+
+
+def test_run_at_start_is_tried_again_after_a_failure() -> None:
+    """A server not up yet at agent start: the first test is retried on the next poll."""
+    clock = FakeClock(dt.datetime(2026, 11, 23, 0, 0, tzinfo=TZ))
+    calls: list[int] = []
+
+    def flaky(server: str, streams: int, duration: float, cap: int) -> SpeedtestResult:
+        calls.append(cap)
+        if len(calls) == 1:
+            raise OSError("connection refused")
+        return SpeedtestResult(server, 9.5, 4.0, 3.0, 0.5, MIB, 4.0)
+
+    p = SpeedtestProbe(settings(run_at_start=True), runner=flaky, choose=lambda s: s[0],
+                       now=clock, now_ms=lambda: 1_763_890_000_000)
+    with pytest.raises(ProbeError):
+        p.collect()
+    assert len(p.collect()) == 1
+    assert p.collect() == []
