@@ -67,7 +67,7 @@ class School(Strict):
         if value is not None:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
                 raise ValueError(f"unknown time zone {value!r}") from None
         return value
 

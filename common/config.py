@@ -191,6 +191,9 @@ def read_yaml(path: str | Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:  # e.g. saved as GBK by a Windows editor
+        raise ConfigError([f"{path}: byte {exc.start}: not UTF-8; save the file as UTF-8"]) \
+            from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -198,6 +201,12 @@ def read_yaml(path: str | Path) -> Any:
         where = f"line {mark.line + 1}" if mark is not None else "(top)"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError([f"{path}: {where}: YAML: {problem}"]) from None
+    except RecursionError:  # PyYAML parses nested collections by recursion
+        raise ConfigError([f"{path}: (top): YAML: collections nested too deeply"]) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # PyYAML's constructors fail with plain Python errors on some scalars: an unquoted
+        # impossible date (2026-02-30), !!timestamp on a non-date, !!int 0x, !!bool maybe.
+        raise ConfigError([f"{path}: (top): YAML: cannot read a value: {exc}"]) from None
 
 
 def load_model(model: type[M], path: str | Path, data: Any = None,

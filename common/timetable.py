@@ -57,7 +57,7 @@ class Timetable(Strict):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 

@@ -55,6 +55,17 @@ class SpeedtestSettings(ProbeSettingsBase):
             parse_hours(item)
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
 
 Runner = Callable[[str, int, float, int], SpeedtestResult]
 

@@ -131,7 +131,7 @@ class AlertRulesSettings(Strict):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 

@@ -106,7 +106,7 @@ def _zone(arg: str | None, inventory: Inventory | None) -> str:
     zone = zone or "Asia/Shanghai"
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
         raise ConfigError([f"report: --tz: unknown time zone {zone!r}"]) from None
     return zone
 

@@ -197,7 +197,7 @@ def _check_zones(inv: Inventory, origin: str) -> None:
             continue
         try:
             ZoneInfo(school.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
             problems.append(f"{origin}: schools.{i}.timezone: unknown time zone "
                             f"{school.timezone!r}")
     if problems:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -65,7 +66,7 @@ def parse_if_table(walks: Mapping[str, Sequence[VarBind]]) -> list[IfRow]:
             return as_int(col[name].get(i))
 
         name = (as_text(col["ifName"].get(index)) or as_text(col["ifDescr"].get(index))
-                or f"if{index}")
+                or _fit(f"if{index}"))
         in_octets, out_octets = num("ifHCInOctets"), num("ifHCOutOctets")
         bits = 64
         if in_octets is None or out_octets is None:
@@ -92,5 +93,14 @@ def _unique_names(rows: list[IfRow]) -> list[IfRow]:
     seen: dict[str, int] = {}
     for row in rows:
         seen[row.name] = seen.get(row.name, 0) + 1
-    return [row if seen[row.name] == 1 else replace(row, name=f"{row.name[:110]}#{row.index}")
+    return [row if seen[row.name] == 1
+            else replace(row, name=_fit(f"{row.name[:110]}#{row.index}"))
             for row in rows]
+
+
+def _fit(name: str) -> str:
+    """At most 128 characters (the wire's tag limit); a longer name keeps a digest of itself,
+    so names that differ only past the cut stay different."""
+    if len(name) <= 128:
+        return name
+    return f"{name[:119]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
