@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from common.config import Identifier, Strict, load_model
-from common.timetable import Timetable
+from common.timetable import Timetable, TimeZoneName
 
 
 class District(Strict):
@@ -56,20 +55,10 @@ class School(Strict):
     students: int | None = Field(default=None, ge=0)
     contracted_mbps: float | None = Field(default=None, gt=0)
     location: Location | None = None
-    timezone: str | None = None
+    timezone: TimeZoneName | None = None
     timetable: Timetable | None = None
     classrooms: list[Classroom] = []
     devices: list[Device] = []
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
-                raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _references(self) -> School:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
 from common.config import Strict
 
@@ -44,22 +44,26 @@ def parse_day_range(value: str) -> tuple[dt.date, dt.date]:
     return start, end
 
 
+def check_timezone(value: str) -> str:
+    """``value`` when it names a known IANA time zone; raises ValueError."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+# A config value that must be a known time zone, e.g. "Asia/Shanghai".
+TimeZoneName = Annotated[str, AfterValidator(check_timezone)]
+
+
 class Timetable(Strict):
     """When a school teaches; probes and uptime figures can be limited to these hours."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: TimeZoneName = "Asia/Shanghai"
     days: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
     hours: list[str] = ["07:30-12:00", "13:30-17:30"]
     holidays: list[str] = []
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @field_validator("hours")
     @classmethod
