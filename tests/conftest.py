@@ -117,3 +117,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
 def schoolmon_cmd(*args: str) -> list[str]:
     """The schoolmon command line, with this interpreter."""
     return [sys.executable, "-m", "schoolmon", *args]
+
+
+def start_collector_process(config: Path, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """`schoolmon collector run` as a real process, returned once its subscription is confirmed.
+
+    Its log goes to a file beside the config (``<config>.<n>.log``): a batch published before
+    the collector subscribed would only arrive with the agent's resend.
+    """
+    log = config.with_suffix(f".{time.monotonic_ns()}.log")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(schoolmon_cmd("collector", "run", "-c", str(config)), stderr=out)
+    wait_until(lambda: b"subscribed" in log.read_bytes() or proc.poll() is not None, timeout,
+               "the collector to subscribe")
+    assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+    return proc

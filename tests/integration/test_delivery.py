@@ -26,6 +26,7 @@ from tests.conftest import (
     Services,
     influx_rows,
     schoolmon_cmd,
+    start_collector_process,
     start_services,
     wait_until,
 )
@@ -78,8 +79,11 @@ def agent_config(tmp: Path, port: int, prefix: str, **publish: Any) -> AgentConf
 
 
 def collector_config(port: int, prefix: str, storage: dict[str, Any],
-                     client_id: str = "test-collector") -> CollectorConfig:
+                     client_id: str | None = None) -> CollectorConfig:
     """A collector config for the test broker."""
+    # One client id per test: a persistent session left by another test's collector would
+    # hand this one that test's un-acked messages.
+    client_id = client_id or "c-" + prefix.split("/", maxsplit=1)[0]
     return CollectorConfig.model_validate({
         "mqtt": {"host": "127.0.0.1", "port": port, "topic_prefix": prefix,
                  "username": None, "client_id": client_id, "session_expiry": "60s"},
@@ -168,12 +172,8 @@ def test_cli_agent_once_with_real_probes(services: Services, influx_db: str, top
         "spool": {"path": str(tmp_path / "spool.db")},
         "probes": [{"type": "iface", "roles": {"lo": "lan"}}, {"type": "host"}],
     }))
-    collector = subprocess.Popen(schoolmon_cmd("collector", "run", "-c",
-                                               str(tmp_path / "collector.yaml")),
-                                 stderr=subprocess.PIPE, text=True)
+    collector = start_collector_process(tmp_path / "collector.yaml")
     try:
-        wait_until(lambda: b"subscribed" in _read_nonblocking(collector), 15,
-                   "collector subscription")
         before_ms = int(time.time() * 1000)
         result = subprocess.run(schoolmon_cmd("agent", "run", "--once", "--timeout", "20", "-c",
                                               str(tmp_path / "agent.yaml")),
@@ -192,24 +192,6 @@ def test_cli_agent_once_with_real_probes(services: Services, influx_db: str, top
     assert len(host) == 1
     assert before_ms <= host[0]["time"] <= after_ms  # type: ignore[operator]
     assert host[0]["uptime_s"] > 0 and 0 <= host[0]["mem_pct"] <= 100  # type: ignore[operator]
-
-
-_stderr_seen: dict[int, bytes] = {}
-
-
-def _read_nonblocking(proc: subprocess.Popen[str]) -> bytes:
-    """What a process has written to stderr so far (non-blocking)."""
-    import os
-
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    os.set_blocking(fd, False)
-    try:
-        chunk = os.read(fd, 65536)
-    except BlockingIOError:
-        chunk = b""
-    _stderr_seen[proc.pid] = _stderr_seen.get(proc.pid, b"") + chunk
-    return _stderr_seen[proc.pid]
 
 
 def victoria_export(url: str, match: str) -> list[dict[str, Any]]:

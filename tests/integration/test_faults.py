@@ -24,7 +24,14 @@ from agent.spool import Spool
 from collector.config import CollectorConfig
 from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity, Envelope, Sample, Topics, encode_envelope, encode_samples
-from tests.conftest import Services, influx_rows, schoolmon_cmd, start_services, wait_until
+from tests.conftest import (
+    Services,
+    influx_rows,
+    schoolmon_cmd,
+    start_collector_process,
+    start_services,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -74,15 +81,6 @@ def collector_yaml(tmp: Path, port: int, prefix: str, url: str, db: str, *,
         "write": {"flush_interval": "100ms", "max_retry_delay": "1s"},
     }))
     return path
-
-
-def start_collector_process(path: Path) -> subprocess.Popen[bytes]:
-    """`schoolmon collector run` as a real process, returned once it has subscribed."""
-    log = path.with_suffix(f".{time.monotonic_ns()}.log")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(schoolmon_cmd("collector", "run", "-c", str(path)), stderr=out)
-    wait_until(lambda: b"subscribed" in log.read_bytes(), 20, "the collector to subscribe")
-    return proc
 
 
 def spool_depth(path: Path) -> int:

@@ -13,7 +13,13 @@ import pytest
 import yaml
 
 from bench.netlab import ShapedLink
-from tests.conftest import Services, influx_rows, schoolmon_cmd, wait_until
+from tests.conftest import (
+    Services,
+    influx_rows,
+    schoolmon_cmd,
+    start_collector_process,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -177,13 +183,8 @@ def test_agent_once_delivers_a_speedtest_sample(server_port: int, services: Serv
         "probes": [{"type": "speedtest", "servers": [f"http://127.0.0.1:{server_port}"],
                     "duration": "1s", "streams": 2, "daily_budget_mb": 500}],
     }))
-    log = tmp_path / "collector.log"
-    with log.open("wb") as out:
-        collector = subprocess.Popen(schoolmon_cmd("collector", "run", "-c",
-                                                   str(tmp_path / "collector.yaml")), stderr=out)
+    collector = start_collector_process(tmp_path / "collector.yaml")
     try:
-        # Published before the collector subscribed, a batch would wait for the agent's resend.
-        wait_until(lambda: b"subscribed" in log.read_bytes(), 30, "collector subscribed")
         result = subprocess.run(schoolmon_cmd("agent", "run", "--once", "--timeout", "30", "-c",
                                               str(tmp_path / "agent.yaml")),
                                 capture_output=True, text=True, timeout=90, check=False)
