@@ -89,7 +89,7 @@ class Publisher:
 
     def _on_message(self, _client: Any, _userdata: object, msg: Any) -> None:
         try:
-            ranges = decode_ack(msg.payload)
+            ranges = decode_ack(msg.payload).acked
         except WireError as exc:
             log.warning("ignored a malformed ack: %s", exc)
             return

@@ -101,7 +101,7 @@ def publisher(port: int, index: int, messages: int, ts0: int) -> None:
     window = threading.Semaphore(WINDOW)
 
     def on_ack(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        for first, last in decode_ack(msg.payload):
+        for first, last in decode_ack(msg.payload).acked:
             for _ in range(first, last + 1):
                 window.release()
 
@@ -207,7 +207,7 @@ def latency(d: Path, env: dict[str, str], schools: int, seconds: float) -> tuple
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
         agent = msg.topic.split("/")[-2]
-        for first, last in decode_ack(msg.payload):
+        for first, last in decode_ack(msg.payload).acked:
             for seq in range(first, last + 1):
                 with lock:
                     t = sent_at.pop((agent, seq), None)

@@ -286,12 +286,29 @@ def _check_field_value(kind: str, name: str, value: object) -> None:
     raise WireError("bad_value", f"{kind}.{name}: type {type(value).__name__} not allowed")
 
 
-def encode_ack(ranges: list[tuple[int, int]]) -> bytes:
-    """The collector's ack naming stored seqs as inclusive ranges."""
-    return orjson.dumps({"v": VERSION, "acked": [[a, b] for a, b in ranges]})
+@dataclass(frozen=True)
+class Ack:
+    """The collector's answer to an agent: seqs stored, and seqs it will never accept.
+
+    ``rejected`` names batches the collector refuses for good (too large, a newer wire
+    version, malformed): the agent drops them from its spool, counts their samples in
+    ``dropped_total`` and moves on, so one poison batch can never block delivery.
+    """
+
+    acked: list[tuple[int, int]]
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-def decode_ack(payload: bytes) -> list[tuple[int, int]]:
+def encode_ack(ranges: list[tuple[int, int]],
+               rejected: list[tuple[int, str]] | None = None) -> bytes:
+    """The collector's ack naming stored seqs as inclusive ranges (and refused seqs with why)."""
+    obj: dict[str, object] = {"v": VERSION, "acked": [[a, b] for a, b in ranges]}
+    if rejected:
+        obj["rejected"] = [[seq, cause] for seq, cause in rejected]
+    return orjson.dumps(obj)
+
+
+def decode_ack(payload: bytes) -> Ack:
     """Parse an ack; raises WireError."""
     try:
         obj = orjson.loads(payload)
@@ -307,7 +324,16 @@ def decode_ack(payload: bytes) -> list[tuple[int, int]]:
                 or item[0] > item[1]):
             raise WireError("schema", "ack range must be [first, last] with first <= last")
         ranges.append((item[0], item[1]))
-    return ranges
+    rejected: list[tuple[int, str]] = []
+    raw_rejected = obj.get("rejected", [])
+    if not isinstance(raw_rejected, list):
+        raise WireError("schema", "ack 'rejected' must be [[seq, cause], ...]")
+    for item in raw_rejected:
+        if (not isinstance(item, list) or len(item) != 2 or not _is_int(item[0])
+                or not isinstance(item[1], str) or len(item[1]) > MAX_NAME_LEN):
+            raise WireError("schema", "ack 'rejected' entry must be [seq, cause]")
+        rejected.append((item[0], item[1]))
+    return Ack(ranges, rejected)
 
 
 def to_ranges(seqs: list[int]) -> list[tuple[int, int]]:

@@ -108,7 +108,7 @@ class SimPublisher:
     def _on_message(self, _c: Any, _u: object, msg: Any) -> None:
         try:
             who, leaf = self.topics.parse(msg.topic)
-            ranges = decode_ack(msg.payload) if leaf == "ack" else []
+            ranges = decode_ack(msg.payload).acked if leaf == "ack" else []
         except WireError:
             return
         with self._cond:

@@ -210,8 +210,12 @@ def test_ack_round_trip() -> None:
     """encode_ack / decode_ack keep the ranges."""
     ranges = [(1, 5), (7, 7), (10, 12)]
     assert orjson.loads(encode_ack(ranges)) == {"v": 1, "acked": [[1, 5], [7, 7], [10, 12]]}
-    assert decode_ack(encode_ack(ranges)) == ranges
-    assert decode_ack(encode_ack([])) == []
+    assert decode_ack(encode_ack(ranges)).acked == ranges
+    assert decode_ack(encode_ack(ranges)).rejected == []
+    assert decode_ack(encode_ack([])).acked == []
+    both = decode_ack(encode_ack([(3, 4)], rejected=[(5, "too_large"), (9, "version")]))
+    assert both.acked == [(3, 4)]
+    assert both.rejected == [(5, "too_large"), (9, "version")]
 
 
 @pytest.mark.parametrize(
@@ -219,7 +223,8 @@ def test_ack_round_trip() -> None:
     [b"{", b"[]", b'{"v": 2, "acked": []}', b'{"v": 1}', b'{"v": 1, "acked": [[3, 1]]}',
      b'{"v": 1, "acked": [[1]]}', b'{"v": 1, "acked": [[1, 2, 3]]}',
      b'{"v": 1, "acked": [[true, 2]]}', b'{"v": 1, "acked": [[1.0, 2]]}',
-     b'{"v": 1, "acked": [5]}'],
+     b'{"v": 1, "acked": [5]}', b'{"v": 1, "acked": [], "rejected": {}}',
+     b'{"v": 1, "acked": [], "rejected": [[1]]}', b'{"v": 1, "acked": [], "rejected": [[1, 2]]}'],
 )
 def test_bad_acks_rejected(payload: bytes) -> None:
     """A malformed ack is a WireError."""
