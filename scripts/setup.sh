@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics curl iproute2 sqlite3 iperf3 iptables
               snmpd snmp snmpsim openssh-server openssh-client openssl iw util-linux passwd systemd
-              chromium fonts-wqy-zenhei)
+              chromium fonts-wqy-zenhei faketime)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
