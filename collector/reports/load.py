@@ -3,12 +3,13 @@
 Four kinds of query, all bounded by the period: the newest point of every compliance series
 (``GROUP BY * ORDER BY time DESC LIMIT 1``), the districts' shares per trend bucket, the
 per-school (per-classroom) outcomes per bucket for rules without district shares, and the
-configured percentile of each school's speed tests for the tier chart.
+raw speed tests, whose configured percentile the tier chart takes in Python.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from collector.reports.model import (
 from collector.reports.query import InfluxReader, quote_literal
 from collector.rules.policy import METRICS, PolicyProfile
 from collector.rules.results import COMPLIANCE_MEASUREMENT
+from common.figures import statistic
 
 _UNITS = ("schools", "classrooms")
 
@@ -119,23 +121,23 @@ def _regex_escape(text: str) -> str:
     return "".join("\\" + c if not (c.isalnum() or c == "_") else c for c in text)
 
 
-def influx_statistic(statistic: str, field: str) -> str:
-    """The InfluxQL selector of a rules statistic ('p90' -> percentile("f", 90))."""
-    if statistic.startswith("p"):
-        return f'percentile("{field}", {int(statistic[1:])})'
-    return f'{statistic}("{field}")'
+def read_access(reader: InfluxReader, period: Period, statistic_name: str) -> dict[str, float]:
+    """Per school, the statistic of its speed-test downloads over the period (Mbit/s).
 
-
-def read_access(reader: InfluxReader, period: Period, statistic: str) -> dict[str, float]:
-    """Per school, the statistic of its speed-test download over the period (Mbit/s)."""
+    Computed here from the raw tests with the rules' own :func:`common.figures.statistic`:
+    InfluxQL's ``percentile()`` rounds the rank where the rules take the nearest rank, so a
+    school with 7 tests would sit in one tier in the report and another in the rules.
+    """
     series = reader.query(
-        f'SELECT {influx_statistic(statistic, "down_mbps")} AS access FROM "speedtest" '
-        f"WHERE time >= {period.start_ms}ms AND time < {period.end_ms}ms GROUP BY \"school\"")
+        f'SELECT "down_mbps" FROM "speedtest" WHERE time >= {period.start_ms}ms '
+        f'AND time < {period.end_ms}ms GROUP BY "school"')
     out = {}
     for s in series:
-        value = _number(s.rows[0].get("access")) if s.rows else None
-        if value is not None:
-            out[s.tags.get("school", "")] = value
+        # As the rules engine: a test of 0 (or none) is a failed test, not a measurement.
+        values = [v for row in s.rows if (v := _number(row.get("down_mbps"))) is not None
+                  and v > 0 and not math.isnan(v)]
+        if values:
+            out[s.tags.get("school", "")] = statistic(values, statistic_name)
     return out
 
 

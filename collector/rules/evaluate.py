@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.rules.metrics import MetricContext
-from collector.rules.policy import COMPARATORS, METRICS, PolicyProfile, Rule
+from collector.rules.policy import METRICS, PolicyProfile, Rule
 from collector.rules.results import ComplianceResult, Scope
 from collector.rules.settings import RulesSettings
+from common.figures import meets, quotient
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,11 @@ class BoundRule:
     rule: Rule
     window_ms: int
     statistic: str | None
-    limit: float  # the threshold a value is compared with (rate tolerance applied)
-    compare: Callable[[float, float], bool]
+    tolerance_pct: float  # rate tolerance: 0 unless a bandwidth compared with >= or >
+
+    def met(self, value: float) -> bool:
+        """The rule's condition on ``value``, compared in exact decimal (common/figures.py)."""
+        return meets(value, self.rule.threshold, self.tolerance_pct, self.rule.comparator)
 
 
 def bind_rules(policies: list[PolicyProfile], settings: RulesSettings) -> list[BoundRule]:
@@ -33,13 +36,11 @@ def bind_rules(policies: list[PolicyProfile], settings: RulesSettings) -> list[B
             spec = METRICS[rule.metric]
             window = rule.window if rule.window is not None else defaults[spec.default_window]
             stat = (rule.statistic or settings.percentile) if spec.statistic else None
-            limit = rule.threshold
+            tol = 0.0
             if spec.rate and rule.comparator in (">=", ">"):
                 tol = (settings.rate_tolerance_pct if rule.tolerance_pct is None
                        else rule.tolerance_pct)
-                limit *= 1.0 - tol / 100.0
-            bound.append(BoundRule(profile.name, rule, int(window * 1000), stat, limit,
-                                   COMPARATORS[rule.comparator]))
+            bound.append(BoundRule(profile.name, rule, int(window * 1000), stat, tol))
     return bound
 
 
@@ -67,10 +68,10 @@ class ShareTally:
         for (index, district), (with_data, met, none) in sorted(self.counts.items()):
             b = self.rules[index]
             target = float(b.rule.share_target or 0.0)
-            share = 100.0 * met / with_data if with_data else None
+            share = quotient(met, with_data, 100) if with_data else None
             out.append(ComplianceResult(
                 b.policy, b.rule.id, b.rule.metric, "district_share", district, None, None,
-                share, target, ">=", share is not None and share >= target,
+                share, target, ">=", share is not None and meets(share, target),
                 "ok" if share is not None else "no_data",
                 "classrooms" if b.rule.per_classroom else "schools", with_data, met, none))
         return out
@@ -113,4 +114,4 @@ def _result(b: BoundRule, scope: Scope, place: tuple[str, str, str | None],
         return ComplianceResult(b.policy, rule.id, rule.metric, scope, district, school, room,
                                 None, rule.threshold, rule.comparator, False, "no_data")
     return ComplianceResult(b.policy, rule.id, rule.metric, scope, district, school, room,
-                            value, rule.threshold, rule.comparator, b.compare(value, b.limit))
+                            value, rule.threshold, rule.comparator, b.met(value))

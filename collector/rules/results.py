@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 from collector.storage.lineprotocol import escape_key, format_line
+from common.figures import meets
 from common.wire import FieldValue
 
 Scope = Literal["school", "classroom", "district_share"]
@@ -113,8 +114,7 @@ class SchoolStatus:
 
 def tier_of(mbps: float, tolerance_pct: float = 0.0) -> int:
     """The nominal tier a measured rate reaches: 0, 4, 10, 100 or 1000."""
-    factor = 1.0 - tolerance_pct / 100.0
-    reached = [t for t in TIERS_MBPS if mbps >= t * factor]
+    reached = [t for t in TIERS_MBPS if meets(mbps, t, tolerance_pct)]
     return reached[-1] if reached else 0
 
 

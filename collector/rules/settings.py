@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
 from common.config import Duration, Strict
+from common.figures import STATISTIC_RE
 from common.timetable import Timetable
-
-_STAT_RE: Final = re.compile(r"^(p(?:[1-9]\d?|100)|min|max|mean|median|last)$")
 
 
 def _statistic(value: str) -> str:
-    if not _STAT_RE.match(value):
+    if not STATISTIC_RE.match(value):
         raise ValueError(f"{value!r} is not a statistic: p1..p100, min, max, mean, median or "
                          "last")
     return value

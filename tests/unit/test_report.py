@@ -13,7 +13,6 @@ from collector.reports.aggregate import TrendRow, school_rows, summarize, tier_c
 from collector.reports.csvout import COLUMNS, render_csv
 from collector.reports.html import fmt_value, render_html
 from collector.reports.labels import labels, rule_name
-from collector.reports.load import influx_statistic
 from collector.reports.model import (
     ComplianceRow,
     Period,
@@ -113,9 +112,7 @@ def test_period_bounds_in_local_time() -> None:
 
 
 def test_statistics_and_names() -> None:
-    """InfluxQL selectors of the rules' statistics; rule names per language."""
-    assert influx_statistic("p90", "down_mbps") == 'percentile("down_mbps", 90)'
-    assert influx_statistic("max", "down_mbps") == 'max("down_mbps")'
+    """Rule names per language; values formatted with their unit."""
     assert rule_name("access_10m", ACCESS.title, "en") == "Access >= 10 Mbit/s"
     assert rule_name("custom", "本地指标 (local target)", "en") == "local target"
     assert rule_name("custom", "本地指标 (local target)", "zh-CN") == "本地指标"

@@ -107,6 +107,23 @@ CASES: dict[str, Case] = {
     "per_class_rural_5_missed": Case({"metric": "per_class_mbps", "threshold": 5},
                                      lambda: [speedtest(NOW - HOUR, 40.0)], 40 / 12, False,
                                      {"category": "rural", "classes": 12}),
+    # Exactly at the tolerance edge: 10 x (1 - 8 %) is 9.2, not 9.200000000000001 (issue 15)
+    "per_class_exactly_9_2_meets_10": Case({"metric": "per_class_mbps", "threshold": 10},
+                                           lambda: [speedtest(NOW - HOUR, 27.6)], 9.2, True,
+                                           {"classes": 3}),
+    "per_class_exactly_4_6_meets_5": Case({"metric": "per_class_mbps", "threshold": 5},
+                                          lambda: [speedtest(NOW - HOUR, 4.6)], 4.6, True,
+                                          {"category": "rural", "classes": 1}),
+    "per_class_just_below_9_2": Case({"metric": "per_class_mbps", "threshold": 10},
+                                     lambda: [speedtest(NOW - HOUR, 9.19)], 9.19, False,
+                                     {"classes": 1}),
+    "teaching_point_exactly_3_68_meets_4": Case({"metric": "access_mbps", "threshold": 4},
+                                                lambda: [speedtest(NOW - HOUR, 3.68)], 3.68,
+                                                True, {"category": "teaching_point"}),
+    # 7 tests, p90: nearest rank is the 7th (ceil 6.3); InfluxQL's rounded rank the 6th
+    "access_p90_of_seven_is_the_seventh": Case(
+        {"metric": "access_mbps", "threshold": 10},
+        lambda: twice_daily([3.0, 3.5, 4.0, 5.0, 6.0, 9.0, 9.2]), 9.2, True),
     "per_student": Case({"metric": "per_student_mbps", "threshold": 1},
                         lambda: [speedtest(NOW - HOUR, 500.0)], 0.5, False, {"students": 1000}),
     "per_student_unknown": Case({"metric": "per_student_mbps", "threshold": 1},

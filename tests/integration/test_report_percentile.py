@@ -1,0 +1,49 @@
+"""One percentile: the report's tier of a school equals the rules' tier, on real InfluxDB 1.x.
+
+A teaching point with 7 speed tests: InfluxQL's ``percentile()`` rounds the rank (p90 of 7 is
+the 6th value, 9.0 Mbit/s: the 4M tier), the rules take the nearest rank (the 7th, 9.2: the 10M
+tier, exactly at 10 x (1 - 8 %)). The report must say what the rules say.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from collector.config import Influx1Storage
+from collector.reports.aggregate import tier_counts
+from collector.reports.load import read_access
+from collector.reports.model import Period
+from collector.reports.query import InfluxReader
+from collector.rules.results import tier_of
+from collector.storage.influx1 import Influx1Writer
+from collector.storage.lineprotocol import format_line
+from common.figures import statistic
+from tests.conftest import Services
+
+pytestmark = pytest.mark.integration
+
+TESTS = [3.0, 3.5, 4.0, 5.0, 6.0, 9.0, 9.2]
+
+
+def test_report_tier_is_the_rules_tier(services: Services, influx_db: str) -> None:
+    """Report access = the rules' nearest-rank p90; InfluxQL's percentile() would differ."""
+    period = Period(dt.date(2026, 11, 16), dt.date(2026, 11, 18), "Asia/Shanghai")
+    storage = Influx1Storage(kind="influxdb1", url=services.influx_url, database=influx_db)
+    tags = {"district": "d1", "school": "tp1", "agent": "tp1-gw", "server": "hub"}
+    lines = [format_line("speedtest", tags, {"down_mbps": v}, period.start_ms + i * 3_600_000)
+             for i, v in enumerate(TESTS)]
+    # A failed test (0) is no measurement, for the report as for the rules.
+    lines.append(format_line("speedtest", tags, {"down_mbps": 0.0}, period.start_ms + 9_000_000))
+    Influx1Writer(storage).write(lines)
+    reader = InfluxReader(storage)
+
+    access = read_access(reader, period, "p90")
+    assert access == {"tp1": statistic(TESTS, "p90")} == {"tp1": 9.2}
+    assert tier_counts(access, ["tp1"], 8.0)[10] == 1
+    assert tier_of(access["tp1"], 8.0) == 10
+    # Why the report no longer asks InfluxDB: its percentile() answers the 6th value.
+    [influx] = reader.query(f'SELECT percentile("down_mbps", 90) AS p FROM "speedtest" '
+                            f'WHERE "down_mbps" > 0 AND time >= {period.start_ms}ms')
+    assert influx.rows[0]["p"] == 9.0 and tier_of(9.0, 8.0) == 4
