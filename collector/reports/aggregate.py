@@ -23,6 +23,7 @@ from collector.reports.model import (
     Unit,
 )
 from collector.rules.results import tier_of
+from common.figures import meets, quotient
 
 
 def summarize(rule: RuleInfo, rows: list[ComplianceRow]) -> RuleSummary:
@@ -74,8 +75,8 @@ def school_rows(rule: RuleInfo, rows: list[ComplianceRow],
             out.append(SchoolRuleRow(info, rule.id, None, target, False, "no_data",
                                      "% classrooms"))
             continue
-        share = 100.0 * sum(r.met for r in with_data) / len(with_data)
-        out.append(SchoolRuleRow(info, rule.id, share, target, share >= target - 1e-9, "ok",
+        share = quotient(sum(r.met for r in with_data), len(with_data), 100)
+        out.append(SchoolRuleRow(info, rule.id, share, target, meets(share, target), "ok",
                                  "% classrooms"))
     return sorted(out, key=lambda row: row.school.id)
 
