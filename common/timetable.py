@@ -1,10 +1,15 @@
-"""School timetable: which moments are school hours (weekdays, hours, holidays, time zone)."""
+"""School hours, defined once: the timetable model, its compiled calendar, and the resolver.
+
+Rules, alerts and agents all ask this module whether an instant is school time: a school's own
+``timetable``, else the configured default (``rules.default_timetable``), in the school's
+``timezone`` unless its timetable names one (:class:`SchoolHours`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, field_validator
@@ -81,13 +86,102 @@ class Timetable(Strict):
 
     def is_school_time(self, when: dt.datetime) -> bool:
         """True when ``when`` (timezone-aware) falls in school hours of a school day."""
-        local = when.astimezone(ZoneInfo(self.timezone))
-        if _WEEKDAYS[local.weekday()] not in self.days:
-            return False
-        day = local.date()
-        for item in self.holidays:
-            first, last = parse_day_range(item)
-            if first <= day <= last:
-                return False
-        now = local.time().replace(tzinfo=None)
-        return any(start <= now < end for start, end in map(parse_hours, self.hours))
+        return SchoolCalendar(self).is_school_time(int(when.timestamp() * 1000))
+
+
+_CACHED_DAYS: Final = 16
+_Day = tuple[int, int, tuple[tuple[int, int], ...]]  # [start, end) of a local day, its spans
+
+
+class SchoolCalendar:
+    """A timetable compiled once: each local day's school hours as UTC millisecond spans.
+
+    Asked once per device and Wi-Fi sample, so a timestamp is converted to local time only when
+    it leaves the cached day. The cached day is one tuple, replaced whole: a reader in another
+    thread sees the old day or the new one, never a mix.
+    """
+
+    def __init__(self, timetable: Timetable) -> None:
+        self.timetable = timetable
+        self.zone = ZoneInfo(timetable.timezone)
+        self._days = {_WEEKDAYS.index(d) for d in timetable.days}
+        self._hours = sorted(parse_hours(h) for h in timetable.hours)
+        self._holidays = [parse_day_range(h) for h in timetable.holidays]
+        self._day: _Day = (0, 0, ())
+        self._by_date: dict[dt.date, _Day] = {}
+
+    def is_school_time(self, ts_ms: int) -> bool:
+        """True when the instant falls in school hours of a school day."""
+        return self.period_start_ms(ts_ms) is not None
+
+    def period_start_ms(self, ts_ms: int) -> int | None:
+        """Start of the school period ``ts_ms`` falls in; None outside school hours."""
+        day = self._day
+        if not day[0] <= ts_ms < day[1]:
+            day = self._day = self._load(ts_ms)
+        return next((a for a, b in day[2] if a <= ts_ms < b), None)
+
+    def _load(self, ts_ms: int) -> _Day:
+        date = dt.datetime.fromtimestamp(ts_ms / 1000, self.zone).date()
+        cached = self._by_date.get(date)
+        if cached is None:
+            cached = self._compile(date)
+            if len(self._by_date) >= _CACHED_DAYS:
+                self._by_date.clear()
+            self._by_date[date] = cached
+        return cached
+
+    def _compile(self, date: dt.date) -> _Day:
+        start = _ms(dt.datetime.combine(date, dt.time(0), self.zone))
+        end = _ms(dt.datetime.combine(date + dt.timedelta(days=1), dt.time(0), self.zone))
+        if date.weekday() not in self._days or any(a <= date <= b for a, b in self._holidays):
+            return start, end, ()
+        spans = tuple(
+            (_ms(dt.datetime.combine(date, first, self.zone)),
+             end if last == dt.time.max else _ms(dt.datetime.combine(date, last, self.zone)))
+            for first, last in self._hours)
+        return start, end, spans
+
+
+def _ms(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class Place(Protocol):
+    """What decides a place's hours: an inventory school has both attributes."""
+
+    @property
+    def timetable(self) -> Timetable | None: ...
+
+    @property
+    def timezone(self) -> str | None: ...
+
+
+class SchoolHours:
+    """The one resolver of school hours: a place's own timetable, else the default.
+
+    The place's ``timezone`` applies unless its timetable names a zone itself. Most schools of a
+    district share one timetable: each distinct one is compiled once.
+    """
+
+    def __init__(self, default: Timetable | None = None) -> None:
+        self.default = default if default is not None else Timetable()
+        self._calendars: dict[str, SchoolCalendar] = {}
+
+    def timetable(self, place: Place | None) -> Timetable:
+        """The timetable that decides ``place``'s hours (None: the default)."""
+        if place is None:
+            return self.default
+        table = place.timetable or self.default
+        if place.timezone and "timezone" not in table.model_fields_set:
+            table = table.model_copy(update={"timezone": place.timezone})
+        return table
+
+    def calendar(self, place: Place | None) -> SchoolCalendar:
+        """The compiled calendar of ``place`` (None: of the default timetable)."""
+        table = self.timetable(place)
+        key = table.model_dump_json()
+        found = self._calendars.get(key)
+        if found is None:
+            found = self._calendars[key] = SchoolCalendar(table)
+        return found

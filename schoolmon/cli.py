@@ -156,7 +156,8 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
     if config.alerts is not None:
         try:
             alert_engine = AlertEngine(config.alerts, inventory or Inventory(districts=[]),
-                                       config.alerts.rules)
+                                       config.alerts.rules,
+                                       default_timetable=config.rules.default_timetable)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"alerts.state_path {config.alerts.state_path}: {exc}", 1) from None
     collector = Collector(config, build_writer(config))

@@ -25,6 +25,7 @@ from collector.alerts.state import AlertStore
 from collector.alerts.tracker import ConditionTracker
 from collector.config import AlertSettings
 from collector.inventory import Inventory
+from common.timetable import Timetable
 from common.wire import AgentIdentity, Sample
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,13 @@ class AlertEngine:
 
     def __init__(self, settings: AlertSettings, inventory: Inventory,
                  rules: AlertRulesSettings | None = None, *, clock: Clock = time.time,
-                 connect: Connector | None = None) -> None:
+                 connect: Connector | None = None,
+                 default_timetable: Timetable | None = None) -> None:
         self.settings = settings
         self.rules = rules if rules is not None else AlertRulesSettings()
         self.clock = clock
-        self.directory = Directory(inventory)
+        # rules.default_timetable: the alerts' school hours are the rules' (common/timetable).
+        self.directory = Directory(inventory, default_timetable)
         self._lock = threading.Lock()
         self.tracker = ConditionTracker(self.rules, self.directory, int(clock() * 1000))
         self.store = AlertStore(settings.state_path)

@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from typing import Final
 from zoneinfo import ZoneInfo
 
-from collector.inventory import Inventory, School
-from common.timetable import Timetable, parse_day_range, parse_hours
-
-_WEEKDAYS: Final = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-class SchoolCalendar:
-    """A timetable parsed once: checked for every sample, so no parsing per call."""
-
-    def __init__(self, timetable: Timetable) -> None:
-        self.zone = ZoneInfo(timetable.timezone)
-        self._days = {_WEEKDAYS.index(d) for d in timetable.days}
-        self._hours = sorted(parse_hours(h) for h in timetable.hours)
-        self._holidays = [parse_day_range(h) for h in timetable.holidays]
-
-    def period_start_ms(self, ts_ms: int) -> int | None:
-        """Start of the school period ``ts_ms`` falls in; None outside school hours."""
-        local = dt.datetime.fromtimestamp(ts_ms / 1000, self.zone)
-        if local.weekday() not in self._days:
-            return None
-        day = local.date()
-        if any(first <= day <= last for first, last in self._holidays):
-            return None
-        now = local.time()
-        for start, end in self._hours:
-            if start <= now < end:
-                begin = dt.datetime.combine(day, start, tzinfo=self.zone)
-                return int(begin.timestamp() * 1000)
-        return None
-
-    def is_school_time(self, ts_ms: int) -> bool:
-        """True inside school hours of a school day."""
-        return self.period_start_ms(ts_ms) is not None
+from collector.inventory import Inventory
+from common.timetable import SchoolCalendar, SchoolHours, Timetable
 
 
 @dataclass(frozen=True)
@@ -70,30 +37,16 @@ class AgentInfo:
     classroom: str | None
 
 
-def _timetable(school: School) -> Timetable:
-    if school.timetable is not None:
-        return school.timetable
-    return Timetable(timezone=school.timezone) if school.timezone else Timetable()
-
-
 class Directory:
     """Lookups into the inventory; unknown schools and agents get safe defaults."""
 
-    def __init__(self, inventory: Inventory) -> None:
+    def __init__(self, inventory: Inventory, default_timetable: Timetable | None = None) -> None:
         districts = {d.id: d.name for d in inventory.districts}
-        # Most schools of a district share one timetable: parse each distinct one once.
-        calendars: dict[str, SchoolCalendar] = {}
-
-        def calendar(school: School) -> SchoolCalendar:
-            timetable = _timetable(school)
-            text = timetable.model_dump_json()
-            if text not in calendars:
-                calendars[text] = SchoolCalendar(timetable)
-            return calendars[text]
-
+        # The rules' resolver and default (rules.default_timetable): rules and alerts agree.
+        hours = SchoolHours(default_timetable)
         self._schools = {
             s.id: SchoolInfo(s.id, s.name, s.district, districts.get(s.district, s.district),
-                             s.category, calendar(s))
+                             s.category, hours.calendar(s))
             for s in inventory.schools
         }
         self._agents = {
@@ -101,7 +54,7 @@ class Directory:
                             a.classroom)
             for a in inventory.agents
         }
-        self._default_calendar = SchoolCalendar(Timetable())
+        self._default_calendar = hours.calendar(None)
         self._unknown: dict[str, SchoolInfo] = {}
 
     def school(self, school_id: str, district: str = "") -> SchoolInfo:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from collector.inventory import Inventory, School, load_inventory
 from collector.rules.evaluate import BoundRule, ShareTally, bind_rules, school_results
-from collector.rules.hours import SchoolHours, school_timetable
 from collector.rules.metrics import MetricContext
 from collector.rules.policy import PolicyProfile, load_policies
 from collector.rules.results import (
@@ -24,6 +23,7 @@ from collector.rules.state import SchoolState, StateLimits
 from collector.rules.status import school_status
 from collector.rules.window import BucketGeometry
 from common.config import ConfigError
+from common.timetable import SchoolHours
 from common.wire import AgentIdentity, Sample
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,10 @@ class RulesEngine:
         self._schools: dict[str, SchoolState] = {}
         self._rules_of: dict[str, list[tuple[int, BoundRule]]] = {}
         self._agent_rooms = {a.id: a.classroom for a in inventory.agents}
-        hours_cache: dict[str, SchoolHours] = {}
+        # The one school-hours resolver (common/timetable.py), as the alerts and agents use.
+        hours = SchoolHours(self.settings.default_timetable)
         for school in inventory.schools:
-            table = school_timetable(school, self.settings.default_timetable)
-            key = table.model_dump_json()
-            hours = hours_cache.get(key) or hours_cache.setdefault(key, SchoolHours(table))
-            self._schools[school.id] = SchoolState(school, hours, limits)
+            self._schools[school.id] = SchoolState(school, hours.calendar(school), limits)
             self._rules_of[school.id] = [
                 (i, b) for i, b in enumerate(self.rules) if b.rule.applies_to.matches(school)]
         for agent in inventory.agents:

@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from collector.inventory import School
-from collector.rules.hours import SchoolHours
 from collector.rules.window import BucketGeometry, RingCounter
+from common.timetable import SchoolCalendar
 from common.wire import FieldValue, Sample
 
 _INTERNET_ROLES = frozenset({"internet", "district"})
@@ -78,7 +78,7 @@ def _number(value: FieldValue | None) -> float | None:
 class SchoolState:
     """Everything the engine keeps about one inventory school."""
 
-    def __init__(self, school: School, hours: SchoolHours, limits: StateLimits) -> None:
+    def __init__(self, school: School, hours: SchoolCalendar, limits: StateLimits) -> None:
         self.school = school
         self.hours = hours
         self.limits = limits

@@ -1,16 +1,17 @@
-"""School hours of the rules engine: same answers as Timetable.is_school_time, and buckets."""
+"""School hours, defined once (common/timetable.py): the compiled calendar against an
+independent reference, time-zone changes, the resolver; and the rules' time buckets."""
 
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.inventory import School
-from collector.rules.hours import SchoolHours, school_timetable
 from collector.rules.window import BucketGeometry, RingCounter
-from common.timetable import Timetable
+from common.timetable import SchoolCalendar, SchoolHours, Timetable
 
 TABLES = [
     Timetable(),
@@ -22,27 +23,44 @@ TABLES = [
 ]
 # 2026-2027, across both DST changes of London and Santiago.
 INSTANTS = st.integers(1_767_225_600_000, 1_830_297_600_000)
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def reference(table: Timetable, ts_ms: int) -> bool:
+    """School time the slow, obvious way: local wall clock against the strings."""
+    local = dt.datetime.fromtimestamp(ts_ms / 1000, ZoneInfo(table.timezone))
+    if _DAYS[local.weekday()] not in table.days:
+        return False
+    day = local.date().isoformat()
+    for item in table.holidays:
+        first, _, last = item.partition("..")
+        if first <= day <= (last or first):
+            return False
+    now = local.strftime("%H:%M:%S.%f")
+    return any(span[:5] <= now < (span[6:] if span[6:] != "24:00" else "99")
+               for span in table.hours)
 
 
 @settings(max_examples=600, deadline=None)
 @given(st.sampled_from(range(len(TABLES))), st.lists(INSTANTS, min_size=1, max_size=20))
-def test_same_answer_as_timetable(index: int, instants: list[int]) -> None:
-    """For any instants, in any order, the compiled hours agree with the Timetable."""
+def test_same_answer_as_reference(index: int, instants: list[int]) -> None:
+    """For any instants, in any order, the compiled calendar agrees with the reference."""
     table = TABLES[index]
-    hours = SchoolHours(table)
+    calendar = SchoolCalendar(table)
     for ts in instants:
-        when = dt.datetime.fromtimestamp(ts / 1000, dt.UTC)
-        assert hours.is_school_time(ts) == table.is_school_time(when), when
+        expected = reference(table, ts)
+        assert calendar.is_school_time(ts) == expected, ts
+        assert table.is_school_time(dt.datetime.fromtimestamp(ts / 1000, dt.UTC)) == expected
 
 
 def test_dst_day_in_london() -> None:
     """On the day clocks go back (25 hours), 08:45 local is still school time."""
-    table = TABLES[1]
-    hours = SchoolHours(table)
+    calendar = SchoolCalendar(TABLES[1])
     start = int(dt.datetime(2026, 10, 26, 8, 45, tzinfo=dt.UTC).timestamp() * 1000)
-    assert not hours.is_school_time(start)  # half-term holiday
+    assert not calendar.is_school_time(start)  # half-term holiday
     monday = int(dt.datetime(2026, 11, 2, 8, 45, tzinfo=dt.UTC).timestamp() * 1000)
-    assert hours.is_school_time(monday) and not hours.is_school_time(monday - 1)
+    assert calendar.is_school_time(monday) and not calendar.is_school_time(monday - 1)
+    assert calendar.period_start_ms(monday + 3_600_000) == monday
 
 
 def school(**extra: object) -> School:
@@ -54,15 +72,18 @@ def school(**extra: object) -> School:
 def test_timetable_resolution() -> None:
     """Own timetable, else the default; the school's timezone unless the timetable names one."""
     default = Timetable(hours=["08:00-09:00"])
-    assert school_timetable(school(), default) is default
-    assert school_timetable(school(timezone="Asia/Urumqi"), default).timezone == "Asia/Urumqi"
-    assert school_timetable(school(timezone="Asia/Urumqi"), default).hours == ["08:00-09:00"]
+    hours = SchoolHours(default)
+    assert hours.timetable(school()) is default and hours.timetable(None) is default
+    assert hours.timetable(school(timezone="Asia/Urumqi")).timezone == "Asia/Urumqi"
+    assert hours.timetable(school(timezone="Asia/Urumqi")).hours == ["08:00-09:00"]
     own = {"timezone": "Asia/Shanghai", "hours": ["10:00-11:00"]}
-    resolved = school_timetable(school(timezone="Asia/Urumqi", timetable=own), default)
+    resolved = hours.timetable(school(timezone="Asia/Urumqi", timetable=own))
     assert (resolved.timezone, resolved.hours) == ("Asia/Shanghai", ["10:00-11:00"])
-    resolved = school_timetable(school(timezone="Asia/Urumqi",
-                                       timetable={"hours": ["10:00-11:00"]}), default)
+    resolved = hours.timetable(school(timezone="Asia/Urumqi", timetable={"hours": ["10:00-11:00"]}))
     assert resolved.timezone == "Asia/Urumqi"
+    # One compiled calendar per distinct timetable.
+    assert hours.calendar(school()) is hours.calendar(None)
+    assert SchoolHours().default == Timetable()
 
 
 def test_ring_counter_window_and_expiry() -> None:
