@@ -20,13 +20,21 @@ class CollectorMqtt(MqttSettings):
     username: str | None = "collector"
     share_group: str = Field(default="collectors", pattern=r"^[A-Za-z0-9_-]+$")
     client_id: str | None = None  # default: schoolmon-collector-<hostname>
-    session_expiry: Duration = 3600.0
+    # 0: the collector's session (and its share of the group) ends with its connection.
+    # Mosquitto hands each member of a share group its turn whether it is connected or not,
+    # so a stopped collector with a lasting session would keep taking its share of the
+    # messages, each to wait for the agent's ack_timeout.  Agents resend whatever is not
+    # acked, so nothing needs the broker to keep a queue for a collector.
+    session_expiry: Duration = 0.0
+    # The broker notices a collector that died without closing its connection (host crash,
+    # cable) after 1.5 x keepalive and only then stops routing it messages.
+    keepalive: Duration = Field(default=10.0, ge=2.0)
     # Un-acked messages in flight to this collector: messages wait for the batched write, so
     # the window must hold a few batches' worth.
     receive_maximum: int = Field(default=1000, ge=10, le=65535)
 
     def effective_client_id(self) -> str:
-        """A stable id, so a restarted collector gets its un-acked messages back."""
+        """A stable id, unique among running collectors (it tags their reject points)."""
         return self.client_id or f"schoolmon-collector-{socket.gethostname()}"
 
 
@@ -70,6 +78,10 @@ class WriteSettings(Strict):
     flush_interval: Duration = 0.5
     max_retry_delay: Duration = 30.0
     queue_messages: int = Field(default=2000, ge=10)
+    # Payload bytes received and not yet acked (queued or being written).  Past it, the
+    # network thread waits briefly, then leaves messages to the agents' resend.  At least
+    # the largest payload (256 KiB), so any one message always fits.
+    queue_bytes: int = Field(default=64 * 2**20, ge=256 * 1024)
 
 
 class SmtpSettings(WithSecrets):

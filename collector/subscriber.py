@@ -4,25 +4,27 @@ paho's network thread validates each message and queues it; one writer thread ta
 in batches, writes their points, and only then sends the MQTT PUBACK (``manual_ack=True``) and
 the agent's ack.  While storage is down the writer keeps retrying and acks nothing, so the broker
 and the agents keep every message.  Rejected messages are written as ``schoolmon_reject`` points
-and acked with the batch they came in (they will never become valid by retrying).
+and acked with the batch they came in (they will never become valid by retrying); when the
+topic's agent and the batch's seq are known, its ack names the seq in ``rejected`` so the agent
+drops the batch instead of resending it for ever.  The queue between the two threads
+(collector/inflight.py) is bounded in messages and bytes and writes a resent batch only once.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from collector.config import CollectorConfig
+from collector.inflight import Delivery, Inbound, InflightQueue, Offer, batch_key
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
-from collector.validate import Accepted, RejectCounter, Rejected, validate
-from common.mqtt import connect_async, make_client
+from collector.validate import Accepted, RejectCounter, validate
+from common.mqtt import connect_async, disconnect_ending_session, make_client
 from common.wire import AgentIdentity, Sample, Topics, WireError, encode_ack, to_ranges
 
 log = logging.getLogger(__name__)
@@ -32,15 +34,6 @@ log = logging.getLogger(__name__)
 SampleObserver = Callable[[AgentIdentity, list[Sample]], None]
 # Called with an agent's retained status ("online"/"offline", the last will) and when it came.
 StatusObserver = Callable[[AgentIdentity, str, int], None]
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A validated message waiting for its write."""
-
-    mid: int
-    qos: int
-    result: Accepted | Rejected
 
 
 class Collector:
@@ -56,10 +49,16 @@ class Collector:
         self.stop_event = threading.Event()
         self.storage = ResilientWriter(writer, self.stop_event,
                                        max_delay=config.write.max_retry_delay)
-        self.rejects = RejectCounter()
+        self.rejects = RejectCounter(collector=config.mqtt.effective_client_id())
         self.accepted_messages = 0
         self.connected = threading.Event()
-        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=config.write.queue_messages)
+        self.queue = InflightQueue(config.write.queue_messages, config.write.queue_bytes)
+        # How long paho's thread may wait for room in the queue (back-pressure on the broker)
+        # before it lets a message go: well within the broker's 1.5 x keepalive, as nothing
+        # is sent to the broker while that thread waits.
+        self._offer_wait = min(5.0, config.mqtt.keepalive / 3)
+        self._last_shed_log = -1e18
+        self._generation = 0  # connections so far: a PUBACK is only valid on its own
         self._client: Any = None
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
                                                daemon=True)
@@ -87,7 +86,9 @@ class Collector:
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=10)
         if self._client is not None:
-            self._client.disconnect()
+            # Ending the session at once takes this collector out of the share group now:
+            # Mosquitto would otherwise keep routing its share to the stopped session.
+            disconnect_ending_session(self._client, self.config.mqtt.session_expiry)
             self._client.loop_stop()
 
     def _on_connect(self, client: Any, _u: object, _f: object, reason: Any, _p: object) -> None:
@@ -97,6 +98,7 @@ class Collector:
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
         log.info("collector connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+        self._generation += 1
         if self.status_observers:
             # Not shared: the collector running rules and alerts must see every agent's status.
             client.subscribe(f"{self.topics.prefix}/+/+/+/status", options=SubscribeOptions(qos=1))
@@ -125,8 +127,37 @@ class Collector:
             self._on_status(client, msg)
             return
         result = validate(self.topics, msg.topic, msg.payload)
-        # Blocks paho's thread when the writer is behind: back-pressure on the broker.
-        self._queue.put(Inbound(msg.mid, msg.qos, result))
+        item = Inbound(result, len(msg.payload), [Delivery(msg.mid, msg.qos, self._generation)],
+                       batch_key(result))
+        # Blocks paho's thread while the writer is behind: back-pressure on the broker.
+        outcome = self.queue.offer(item, self._offer_wait)
+        if outcome is Offer.STORED:
+            self._ack_stored_resend(client, item)
+        elif outcome is Offer.FULL:
+            # Let it go: PUBACKed, the broker forgets it; not acked to the agent, which keeps
+            # the batch and resends it after its ack_timeout.  Memory stays bounded.
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
+            now = time.monotonic()
+            if now - self._last_shed_log >= 60:
+                self._last_shed_log = now
+                stats = self.queue.stats
+                log.warning("write queue full (%d of %d bytes): a message on %s is left to its "
+                            "agent's resend [%d so far]", stats.bytes_held,
+                            self.config.write.queue_bytes, msg.topic, stats.shed)
+
+    def _ack_stored_resend(self, client: Any, item: Inbound) -> None:
+        """A resend of a batch already stored: acknowledge it again, write nothing."""
+        for d in item.deliveries:
+            if d.qos > 0:
+                client.ack(d.mid, d.qos)
+        result = item.result
+        if isinstance(result, Accepted):
+            client.publish(self.topics.ack(result.who), encode_ack([(result.seq, result.seq)]),
+                           qos=1)
+        elif result.who is not None and result.seq is not None:
+            client.publish(self.topics.ack(result.who),
+                           encode_ack([], rejected=[(result.seq, result.cause)]), qos=1)
 
     def _on_status(self, client: Any, msg: Any) -> None:
         try:
@@ -149,49 +180,36 @@ class Collector:
         with self._own_write_lock:
             return self.storage.write(lines)
 
-    def _next_batch(self) -> list[Inbound]:
-        wcfg = self.config.write
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch, points = [first], _points(first)
-        deadline = time.monotonic() + wcfg.flush_interval
-        while points < wcfg.batch_points:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            batch.append(item)
-            points += _points(item)
-        return batch
-
     def _write_loop(self) -> None:
+        wcfg = self.config.write
         while not self.stop_event.is_set():
-            batch = self._next_batch()
+            batch = self.queue.take(wcfg.batch_points, wcfg.flush_interval, 0.2)
             if batch:
                 self._deliver(batch)
 
     def _deliver(self, batch: list[Inbound]) -> None:
         lines: list[str] = []
         seqs: dict[AgentIdentity, list[int]] = defaultdict(list)
+        rejected: dict[AgentIdentity, list[tuple[int, str]]] = defaultdict(list)
         for item in batch:
-            if isinstance(item.result, Accepted):
-                lines.extend(item.result.lines)
-                seqs[item.result.who].append(item.result.seq)
+            result = item.result
+            if isinstance(result, Accepted):
+                lines.extend(result.lines)
+                seqs[result.who].append(result.seq)
             else:
-                lines.append(self.rejects.record(item.result))
+                lines.append(self.rejects.record(result))
+                if result.who is not None and result.seq is not None:
+                    rejected[result.who].append((result.seq, result.cause))
         if not self.storage.write(lines):
             return  # stopping: nothing acked, the broker and the agents still hold it all
         client = self._client
-        for item in batch:
-            if item.qos > 0:
-                client.ack(item.mid, item.qos)
-        for who, agent_seqs in seqs.items():
-            client.publish(self.topics.ack(who), encode_ack(to_ranges(agent_seqs)), qos=1)
+        generation = self._generation
+        for d in self.queue.done(batch):  # includes resends that joined meanwhile
+            if d.qos > 0 and d.generation == generation:
+                client.ack(d.mid, d.qos)
+        for who in seqs.keys() | rejected.keys():
+            client.publish(self.topics.ack(who),
+                           encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)), qos=1)
         self.accepted_messages += sum(len(s) for s in seqs.values())
         for item in batch:
             if isinstance(item.result, Accepted):
@@ -200,10 +218,6 @@ class Collector:
                         observe(item.result.who, item.result.samples)
                     except Exception:  # an observer bug must never stop delivery
                         log.exception("sample observer failed")
-
-
-def _points(item: Inbound) -> int:
-    return len(item.result.lines) if isinstance(item.result, Accepted) else 1
 
 
 def build_writer(config: CollectorConfig) -> PointWriter:

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
+import orjson
+
 from collector.storage.lineprotocol import format_line, identity_tags, sample_line
-from common.wire import AgentIdentity, Sample, Topics, WireError, decode_envelope
+from common.wire import (
+    MAX_PAYLOAD_BYTES,
+    AgentIdentity,
+    Sample,
+    Topics,
+    WireError,
+    decode_envelope,
+)
 
 log = logging.getLogger(__name__)
+
+# The head of an envelope exactly as agents write it (common.wire.wrap_envelope: orjson,
+# this key order), up to the seq.  Anchored at the first byte, so it can only match the
+# top-level seq, never a "seq" inside a sample or a string; ids are at most 64 characters,
+# so the head is within the first 400 bytes.
+_HEAD_RE = re.compile(
+    rb'\A\s*\{\s*"v"\s*:\s*\d{1,9}\s*,\s*"district"\s*:\s*"[^"\\]{1,64}"\s*,'
+    rb'\s*"school"\s*:\s*"[^"\\]{1,64}"\s*,\s*"agent"\s*:\s*"[^"\\]{1,64}"\s*,'
+    rb'\s*"seq"\s*:\s*(\d{1,18})\s*[,}]')
+_HEAD_BYTES = 400
 
 
 @dataclass(frozen=True)
@@ -24,11 +44,16 @@ class Accepted:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message that will never become valid; stored as a ``schoolmon_reject`` point."""
+    """A message that will never become valid; stored as a ``schoolmon_reject`` point.
+
+    ``seq`` is the batch's seq when it could be recovered (then the topic's agent is told, in
+    its ack's ``rejected``, to drop the batch instead of resending it for ever).
+    """
 
     cause: str
     detail: str
     who: AgentIdentity | None
+    seq: int | None = None
 
 
 def validate(topics: Topics, topic: str, payload: bytes) -> Accepted | Rejected:
@@ -46,16 +71,48 @@ def validate(topics: Topics, topic: str, payload: bytes) -> Accepted | Rejected:
                 f"{who.district}/{who.school}/{who.agent}",
             )
     except WireError as exc:
-        return Rejected(exc.cause, exc.detail, who)
+        # The seq only matters with an identity from the topic (the authenticated sender):
+        # an ack never goes to an identity a payload names.
+        seq = recover_seq(payload) if who is not None else None
+        return Rejected(exc.cause, exc.detail, who, seq)
     ident = identity_tags(who)
     return Accepted(who, env.seq, [sample_line(s, who, ident) for s in env.samples],
                     env.samples)
 
 
+def recover_seq(payload: bytes) -> int | None:
+    """The top-level ``seq`` of a rejected envelope, or None when it cannot be known for sure.
+
+    First the anchored head of the agents' own format (cheap, and the only way for a payload
+    too large to parse or not valid JSON as a whole); then, for a payload within the size
+    limit, a parse that only looks at the top-level object.
+    """
+    match = _HEAD_RE.match(payload[:_HEAD_BYTES])
+    if match is not None:
+        return int(match.group(1))
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    seq = obj.get("seq") if isinstance(obj, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq < 2**63:
+        return seq
+    return None
+
+
 @dataclass
 class RejectCounter:
-    """Counts rejects per cause and logs each cause at most once per ``log_every`` seconds."""
+    """Counts rejects per cause and logs each cause at most once per ``log_every`` seconds.
 
+    ``collector`` (the collector's client id, unique among connected collectors) is a tag of
+    every reject point: timestamps are only unique within one process, so without it two
+    collectors rejecting in the same millisecond would write the same series and time, and
+    InfluxDB would keep one point of the two.
+    """
+
+    collector: str = ""
     log_every: float = 60.0
     counts: dict[str, int] = field(default_factory=dict)
     _last_logged: dict[str, float] = field(default_factory=dict)
@@ -75,6 +132,8 @@ class RejectCounter:
         ts_ms = max(int(now * 1000), self._last_ts_ms + 1)
         self._last_ts_ms = ts_ms
         tags = {"cause": reject.cause}
+        if self.collector:
+            tags["collector"] = self.collector
         if reject.who is not None:
             tags.update(district=reject.who.district, school=reject.who.school,
                         agent=reject.who.agent)

@@ -125,15 +125,76 @@ def test_reject_points_have_unique_increasing_timestamps() -> None:
 
 
 def test_reject_point_format() -> None:
-    """The schoolmon_reject point: cause and identity tags, count and detail fields."""
-    counter = RejectCounter()
+    """The schoolmon_reject point: cause, collector and identity tags, count and detail."""
+    counter = RejectCounter(collector="c-east")
     line = counter.record(Rejected("identity", 'payload says "x"' + "y" * 300, WHO), now=5.0)
     head, fields_and_ts = line.split(" ", 1)
-    assert head == ("schoolmon_reject,agent=gz-th-001-gw,cause=identity,district=gz-th,"
-                    "school=gz-th-001")
+    assert head == ("schoolmon_reject,agent=gz-th-001-gw,cause=identity,collector=c-east,"
+                    "district=gz-th,school=gz-th-001")
     assert fields_and_ts.startswith(r'count=1.0,detail="payload says \"x\"yyy')
     assert fields_and_ts.endswith(" 5000")
     detail = fields_and_ts.split('detail="', 1)[1].rsplit('" ', 1)[0]
     assert len(detail.replace('\\"', '"')) == 200  # detail cut to 200 characters
     unknown = counter.record(Rejected("topic", "t", None), now=6.0)
-    assert unknown == 'schoolmon_reject,cause=topic count=1.0,detail="t" 6000'
+    assert unknown == 'schoolmon_reject,cause=topic,collector=c-east count=1.0,detail="t" 6000'
+
+
+def test_two_collectors_rejecting_in_one_millisecond_write_two_series() -> None:
+    """Same cause, sender and ms on two collectors: the collector tag keeps both points."""
+    reject = Rejected("json", "bad", WHO)
+    a = RejectCounter(collector="c1").record(reject, now=7.0)
+    b = RejectCounter(collector="c2").record(reject, now=7.0)
+    assert a.rsplit(" ", 1)[1] == b.rsplit(" ", 1)[1]  # same timestamp ...
+    assert a.split(" ", 1)[0] != b.split(" ", 1)[0]  # ... different series
+
+
+def envelope_obj(**changes: object) -> dict[str, object]:
+    """The JSON object of a valid envelope from WHO, with changes."""
+    obj: dict[str, object] = orjson.loads(payload(seq=77))
+    return {**obj, **changes}
+
+
+@pytest.mark.parametrize(
+    ("raw", "cause"),
+    [
+        (orjson.dumps(envelope_obj(v=2)), "version"),
+        (orjson.dumps(envelope_obj(v=2, samples={"new": "layout"})), "version"),
+        (orjson.dumps(envelope_obj(sent_ms="soon")), "schema"),
+        (orjson.dumps(envelope_obj(school="gz-th-999")), "identity"),
+        # Over 256 KiB: never parsed, the seq comes from the anchored head.
+        (payload(seq=77)[:-2] + b"," + b'{"kind":"host"},' * 20_000 + b"{}]}", "too_large"),
+        # Cut short: not JSON, but the head is the agents' own format.
+        (payload(seq=77)[:200], "json"),
+        # Another key order (a newer agent): found by the bounded parse.
+        (orjson.dumps({"seq": 77, **envelope_obj(v=2)}), "version"),
+    ],
+)
+def test_rejects_recover_the_seq_for_the_topics_agent(raw: bytes, cause: str) -> None:
+    """Batches that can never be accepted carry their seq, for the agent's ack."""
+    result = validate(TOPICS, TOPICS.data(WHO), raw)
+    assert isinstance(result, Rejected)
+    assert (result.cause, result.who, result.seq) == (cause, WHO, 77)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",  # not JSON, not our head
+        orjson.dumps({"v": 2, "samples": [{"seq": 5}]}),  # a nested seq is not the batch's
+        b'{"v":1,"district":"gz-th","samples":[{"seq":5}]' + b" " * 300_000,
+        orjson.dumps(envelope_obj(v=2, seq=-1)),
+        orjson.dumps(envelope_obj(v=2, seq=True)),
+        orjson.dumps(envelope_obj(v=2, seq="77")),
+        b"[77]",
+    ],
+)
+def test_seq_not_guessed(raw: bytes) -> None:
+    """No seq unless it is certainly the top-level one: a wrong seq would drop a good batch."""
+    result = validate(TOPICS, TOPICS.data(WHO), raw)
+    assert isinstance(result, Rejected) and result.seq is None
+
+
+def test_unknown_sender_gets_no_seq() -> None:
+    """Without an identity from the topic there is nobody to ack, whatever the payload says."""
+    result = validate(TOPICS, "elsewhere/x/data", orjson.dumps(envelope_obj(v=2)))
+    assert isinstance(result, Rejected) and (result.who, result.seq) == (None, None)

@@ -1,0 +1,176 @@
+"""The collector's write queue: bounded in messages and bytes, one entry per batch.
+
+Every message between its arrival and its ack is held here, queued or being written; its
+payload size counts against ``write.queue_bytes`` until the write is done, so the bound is on
+all the data the collector holds, not only on what waits.  A resend of a batch that is queued
+or being written (same agent, seq and content) joins the first copy: it is written once and
+both MQTT messages are acked when it is stored.  A resend that arrives after the store (the
+agent's ack was still on its way, or the write took longer than the agent's ``ack_timeout``)
+is recognised from a bounded memory of recently stored batches and acked without a write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from collector.validate import Accepted, Rejected
+from common.wire import AgentIdentity
+
+# (agent, seq, digest of the points or the reject cause): the same batch, whatever its
+# sent_ms, and never a different batch that reuses a seq (an agent whose spool was recreated).
+BatchKey = tuple[AgentIdentity, int, bytes]
+
+# How many stored batches are remembered to recognise late resends (~150 bytes each).
+REMEMBER_STORED = 20_000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One MQTT message carrying a batch: what to PUBACK once it is stored."""
+
+    mid: int
+    qos: int
+    generation: int  # the connection it came on: a mid means nothing on a later one
+
+
+@dataclass
+class Inbound:
+    """A validated message (and any resends of it) waiting for its write."""
+
+    result: Accepted | Rejected
+    size: int  # payload bytes, counted against write.queue_bytes until acked
+    deliveries: list[Delivery]
+    key: BatchKey | None = None
+
+
+class Offer(Enum):
+    """What became of a message offered to the queue."""
+
+    QUEUED = "queued"  # new: will be written
+    JOINED = "joined"  # a resend of a batch queued or being written: acked with it
+    STORED = "stored"  # a resend of a batch already stored: ack it now
+    FULL = "full"  # no room within the wait: not taken
+
+
+def batch_key(result: Accepted | Rejected) -> BatchKey | None:
+    """The key that recognises resends of this batch; None when its seq is unknown."""
+    if isinstance(result, Accepted):
+        digest = hashlib.blake2b("\n".join(result.lines).encode(), digest_size=16).digest()
+        return (result.who, result.seq, digest)
+    if result.who is None or result.seq is None:
+        return None
+    return (result.who, result.seq, b"reject:" + result.cause.encode())
+
+
+@dataclass
+class QueueStats:
+    """Counters for the collector's health and the tests."""
+
+    bytes_held: int = 0
+    peak_bytes: int = 0
+    joined: int = 0  # resends recognised while their batch was queued or being written
+    stored_resends: int = 0  # resends recognised after their batch was stored
+    shed: int = 0  # messages not taken for lack of room (the agent resends them)
+
+
+@dataclass
+class InflightQueue:
+    """Queue of batches for the writer thread, bounded in messages and bytes."""
+
+    max_messages: int
+    max_bytes: int
+    stats: QueueStats = field(default_factory=QueueStats)
+    _waiting: deque[Inbound] = field(default_factory=deque)
+    _held: int = 0  # messages queued or being written
+    _pending: dict[BatchKey, Inbound] = field(default_factory=dict)
+    _stored: OrderedDict[BatchKey, None] = field(default_factory=OrderedDict)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def offer(self, item: Inbound, wait: float) -> Offer:
+        """Queue a message, or join it to its first copy; waits up to ``wait`` s for room."""
+        with self._cond:
+            key = item.key
+            if key is not None:
+                first = self._pending.get(key)
+                if first is not None:
+                    first.deliveries.extend(item.deliveries)
+                    self.stats.joined += 1
+                    return Offer.JOINED
+                if key in self._stored:
+                    self.stats.stored_resends += 1
+                    return Offer.STORED
+            # One message always fits when nothing is held (queue_bytes >= the largest
+            # payload anyway), so a big batch can never wait for ever.
+            if not self._cond.wait_for(lambda: self._has_room(item.size), wait):
+                self.stats.shed += 1
+                return Offer.FULL
+            # While waiting, the first copy may have been queued or stored by another offer.
+            if key is not None and (key in self._pending or key in self._stored):
+                return self._offer_again(item)
+            self._waiting.append(item)
+            self._held += 1
+            self.stats.bytes_held += item.size
+            self.stats.peak_bytes = max(self.stats.peak_bytes, self.stats.bytes_held)
+            if key is not None:
+                self._pending[key] = item
+            self._cond.notify_all()
+            return Offer.QUEUED
+
+    def _offer_again(self, item: Inbound) -> Offer:
+        assert item.key is not None
+        first = self._pending.get(item.key)
+        if first is not None:
+            first.deliveries.extend(item.deliveries)
+            self.stats.joined += 1
+            return Offer.JOINED
+        self.stats.stored_resends += 1
+        return Offer.STORED
+
+    def _has_room(self, size: int) -> bool:
+        if self._held == 0:
+            return True
+        return self._held < self.max_messages and self.stats.bytes_held + size <= self.max_bytes
+
+    def take(self, max_points: int, flush_interval: float, first_wait: float) -> list[Inbound]:
+        """Messages for one write: up to ``max_points`` points or ``flush_interval`` s."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: bool(self._waiting), first_wait):
+                return []
+            batch = [self._waiting.popleft()]
+            points = _points(batch[0])
+            deadline = time.monotonic() + flush_interval
+            while points < max_points:
+                if not self._waiting:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._cond.wait_for(
+                            lambda: bool(self._waiting), remaining):
+                        break
+                item = self._waiting.popleft()
+                batch.append(item)
+                points += _points(item)
+            return batch
+
+    def done(self, batch: list[Inbound]) -> list[Delivery]:
+        """The batch is stored: free its room and return every message to acknowledge."""
+        deliveries: list[Delivery] = []
+        with self._cond:
+            for item in batch:
+                deliveries.extend(item.deliveries)
+                self._held -= 1
+                self.stats.bytes_held -= item.size
+                if item.key is not None:
+                    self._pending.pop(item.key, None)
+                    self._stored[item.key] = None
+            while len(self._stored) > REMEMBER_STORED:
+                self._stored.popitem(last=False)
+            self._cond.notify_all()
+        return deliveries
+
+
+def _points(item: Inbound) -> int:
+    return len(item.result.lines) if isinstance(item.result, Accepted) else 1
