@@ -45,8 +45,9 @@ class BrokerFiles:
 
 def agent_identities(inventory: Inventory) -> list[AgentIdentity]:
     """district/school/agent of every agent in the inventory."""
-    schools = {s.id: s for s in inventory.schools}
-    return [AgentIdentity(schools[a.school].district, a.school, a.id) for a in inventory.agents]
+    # A network node's agents (inventory networks:) publish under the node's id and district.
+    return [AgentIdentity(inventory.node_district(a.school) or "", a.school, a.id)
+            for a in inventory.agents]
 
 
 def acl_text(topics: Topics, collector_user: str, agents: list[AgentIdentity]) -> str:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import Field, model_validator
 
 from common.config import Identifier, Strict, load_model
 from common.timetable import Timetable, TimeZoneName
+
+Region = Literal["east", "central", "west"]  # 东部 / 中部 / 西部, as the national plans divide
+SchoolLevel = Literal["primary", "junior", "senior"]  # 小学 / 初中 / 高中
+# Compulsory education (义务教育) is primary and junior secondary school.
+COMPULSORY: Final = frozenset({"primary", "junior"})
+NetworkLevel = Literal["city", "district", "province"]
 
 
 class District(Strict):
@@ -17,6 +23,7 @@ class District(Strict):
 
     id: Identifier
     name: str
+    region: Region | None = None  # the schools' default region (a school may set its own)
 
 
 class Location(Strict):
@@ -51,6 +58,12 @@ class School(Strict):
     category: Literal["urban", "rural", "teaching_point"]
     ownership: Literal["public", "private"] = "public"
     level: Literal["primary", "secondary", "combined"] = "primary"
+    # What the policy texts distinguish (docs/policies.md, "Who a rule applies to"):
+    levels: list[SchoolLevel] | None = None  # taught here; None: unknown
+    region: Region | None = None  # None: the district's region
+    # 有条件的/具备条件的: true unless the district says this school lacks the conditions.
+    qualified: bool = True
+    demonstration: bool = False  # one of the province's listed demonstration schools (示范学校)
     classes: int = Field(ge=1)
     students: int | None = Field(default=None, ge=0)
     contracted_mbps: float | None = Field(default=None, gt=0)
@@ -71,8 +84,31 @@ class School(Strict):
         return self
 
 
+class NetworkLink(Strict):
+    """A port of a network node's switch or router that a policy names (by SNMP/SSH ifname)."""
+
+    device: str = Field(min_length=1)  # the netdev_if ``device`` tag
+    ifname: str = Field(min_length=1)
+    role: Literal["egress", "district_link", "backbone"]
+    peer: str | None = None  # district_link: the district at the other end
+
+
+class Network(Strict):
+    """A network node (the city or province education network, a district hub) and its links.
+
+    Its agents are listed under ``agents:`` with ``school:`` set to the node's id; rules with
+    ``applies_to: {network: [...]}`` are evaluated on the node's own samples, not on a school.
+    """
+
+    id: Identifier
+    name: str
+    district: Identifier  # where its agents publish (topic and broker ACL)
+    level: NetworkLevel
+    links: list[NetworkLink] = []
+
+
 class AgentEntry(Strict):
-    """An agent and the school it reports for."""
+    """An agent and the school (or network node) it reports for."""
 
     id: Identifier
     school: Identifier
@@ -85,19 +121,30 @@ class Inventory(Strict):
 
     districts: list[District]
     schools: list[School] = []
+    networks: list[Network] = []
     agents: list[AgentEntry] = []
 
     @model_validator(mode="after")
     def _references(self) -> Inventory:
         _no_duplicates([d.id for d in self.districts], "district")
         _no_duplicates([s.id for s in self.schools], "school")
+        _no_duplicates([s.id for s in self.schools] + [n.id for n in self.networks],
+                       "school or network")
         _no_duplicates([a.id for a in self.agents], "agent")
         districts = {d.id for d in self.districts}
         schools = {s.id: s for s in self.schools}
         for i, school in enumerate(self.schools):
             if school.district not in districts:
                 raise ValueError(f"schools.{i}.district: unknown district {school.district!r}")
+        for i, net in enumerate(self.networks):
+            if net.district not in districts:
+                raise ValueError(f"networks.{i}.district: unknown district {net.district!r}")
+        nets = {n.id for n in self.networks}
         for i, agent in enumerate(self.agents):
+            if agent.school in nets:
+                if agent.classroom is not None:
+                    raise ValueError(f"agents.{i}.classroom: a network node has no classrooms")
+                continue
             if agent.school not in schools:
                 raise ValueError(f"agents.{i}.school: unknown school {agent.school!r}")
             rooms = {c.id for c in schools[agent.school].classrooms}
@@ -108,6 +155,17 @@ class Inventory(Strict):
     def school(self, school_id: str) -> School | None:
         """The school with this id."""
         return next((s for s in self.schools if s.id == school_id), None)
+
+    def node_district(self, node_id: str) -> str | None:
+        """The district of a school or network node (where its agents publish)."""
+        nodes: list[School | Network] = [*self.schools, *self.networks]
+        return next((n.district for n in nodes if n.id == node_id), None)
+
+    def region_of(self, school: School) -> Region | None:
+        """The school's region, else its district's."""
+        if school.region is not None:
+            return school.region
+        return next((d.region for d in self.districts if d.id == school.district), None)
 
 
 def _no_duplicates(ids: list[str], what: str) -> None:

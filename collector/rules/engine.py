@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from collector.inventory import Inventory, School, load_inventory
+from collector.inventory import Inventory, Network, School, load_inventory
 from collector.rules.evaluate import BoundRule, ShareTally, bind_rules, school_results
 from collector.rules.metrics import MetricContext
-from collector.rules.policy import PolicyProfile, load_policies
+from collector.rules.policy import PolicyProfile, SchoolFacts, load_policies
 from collector.rules.results import (
     ComplianceResult,
     SchoolStatus,
@@ -41,7 +41,7 @@ class RulesEngine:
 
     def __init__(self, inventory: Inventory, policies: list[PolicyProfile],
                  settings: RulesSettings | None = None, *,
-                 clock: Callable[[], int] = wall_clock_ms) -> None:
+                 clock: Callable[[], int] = wall_clock_ms, origin: str = "inventory") -> None:
         self.settings = settings or RulesSettings()
         self.policies = policies
         self.clock = clock
@@ -49,7 +49,8 @@ class RulesEngine:
         longest = max([int(self.settings.window * 1000)] + [b.window_ms for b in self.rules])
         self.geometry = BucketGeometry.for_window(longest, self.settings.buckets)
         limits = StateLimits(self.geometry, self.settings.wifi_rssi_dbm,
-                             self.settings.max_speedtests, self.settings.max_devices_per_school)
+                             self.settings.max_speedtests, self.settings.max_devices_per_school,
+                             tuple(self.settings.internet_speedtest_servers))
         self._lock = threading.Lock()
         self._schools: dict[str, SchoolState] = {}
         self._rules_of: dict[str, list[tuple[int, BoundRule]]] = {}
@@ -58,8 +59,15 @@ class RulesEngine:
         hours = SchoolHours(self.settings.default_timetable)
         for school in inventory.schools:
             self._schools[school.id] = SchoolState(school, hours.calendar(school), limits)
-            self._rules_of[school.id] = [
-                (i, b) for i, b in enumerate(self.rules) if b.rule.applies_to.matches(school)]
+        self._rules_of = applicable_rules(inventory, self.rules, origin)
+        # Network nodes keep the same per-node state (their switch ports, reach targets); they
+        # are evaluated only on network rules and are not schools (no school_status point).
+        self._networks: dict[str, Network] = {n.id: n for n in inventory.networks}
+        for net in inventory.networks:
+            stand_in = School(id=net.id, name=net.name, district=net.district,
+                              category="urban", classes=1)
+            self._schools[net.id] = SchoolState(
+                stand_in, hours.calendar(None), limits)
         for agent in inventory.agents:
             self._schools[agent.school].agent(agent.id, agent.classroom)
         self.observed_samples = 0  # of inventory schools
@@ -110,14 +118,15 @@ class RulesEngine:
                 continue
             with self._lock:  # per school: the writer thread waits at most one school
                 ctx = MetricContext(state, self.settings, now)
-                results.extend(school_results(ctx, state.school.district, rules, tally))
+                results.extend(school_results(ctx, state.school.district, rules, tally,
+                                              self._networks.get(school_id)))
         results.extend(tally.results())
         return results
 
     def school_status(self, school_id: str, now_ms: int | None = None) -> SchoolStatus | None:
         """What the engine knows about one school now; None if it is not in the inventory."""
         state = self._schools.get(school_id)
-        if state is None:
+        if state is None or school_id in self._networks:
             return None
         now = self.clock() if now_ms is None else now_ms
         with self._lock:
@@ -127,7 +136,9 @@ class RulesEngine:
         """The status of every inventory school, in inventory order (see school_status)."""
         now = self.clock() if now_ms is None else now_ms
         out = []
-        for state in self._schools.values():
+        for school_id, state in self._schools.items():
+            if school_id in self._networks:
+                continue
             with self._lock:
                 out.append(school_status(MetricContext(state, self.settings, now), detail))
         return out
@@ -135,7 +146,7 @@ class RulesEngine:
     def school(self, school_id: str) -> School | None:
         """The inventory entry of a school."""
         state = self._schools.get(school_id)
-        return state.school if state else None
+        return state.school if state and school_id not in self._networks else None
 
     def pass_lines(self, now_ms: int | None = None) -> list[str]:
         """One evaluation pass as line-protocol points (compliance, and school_status)."""
@@ -183,7 +194,7 @@ def build_rules_engine(settings: RulesSettings, inventory: str | None, policies:
     inv = load_inventory(inventory_path)
     profiles = load_policies(policies, base, origin=str(config_path))
     _check_zones(inv, str(inventory_path))
-    return RulesEngine(inv, profiles, settings, clock=clock)
+    return RulesEngine(inv, profiles, settings, clock=clock, origin=str(inventory_path))
 
 
 def _check_zones(inv: Inventory, origin: str) -> None:
@@ -200,3 +211,33 @@ def _check_zones(inv: Inventory, origin: str) -> None:
                             f"{school.timezone!r}")
     if problems:
         raise ConfigError(problems)
+
+
+def applicable_rules(inventory: Inventory, rules: list[BoundRule],
+                     origin: str = "inventory") -> dict[str, list[tuple[int, BoundRule]]]:
+    """Per school and network node, the (index, rule) pairs that apply to it.
+
+    A rule whose ``applies_to`` needs an attribute a school lacks (its ``levels``, its region
+    or its district's) is a ConfigError naming the school, the attribute and the rule: guessing
+    would put the school in or out of a target the text sets for some schools only.
+    """
+    problems: list[str] = []
+    out: dict[str, list[tuple[int, BoundRule]]] = {}
+    for i, school in enumerate(inventory.schools):
+        facts = SchoolFacts.of(school, inventory.region_of(school))
+        mine = out[school.id] = []
+        for index, b in enumerate(rules):
+            missing = b.rule.applies_to.missing(facts)
+            problems.extend(
+                f"{origin}: schools.{i}.{attr}: school {school.id!r} has no {attr}, which rule "
+                f"{b.policy}/{b.rule.id} needs (applies_to)"
+                + ("; set it on the school or its district" if attr == "region" else "")
+                for attr in missing)
+            if not missing and b.rule.applies_to.matches(facts):
+                mine.append((index, b))
+    for net in inventory.networks:
+        out[net.id] = [(index, b) for index, b in enumerate(rules)
+                       if net.level in b.rule.applies_to.network]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return out

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from collector.inventory import Network
 from collector.rules.metrics import MetricContext
-from collector.rules.policy import METRICS, PolicyProfile, Rule
+from collector.rules.network import network_value
+from collector.rules.policy import METRICS, NETWORK_METRICS, PolicyProfile, Rule
 from collector.rules.results import ComplianceResult, Scope
 from collector.rules.settings import RulesSettings
 from common.figures import meets, quotient
@@ -78,8 +80,8 @@ class ShareTally:
 
 
 def school_results(ctx: MetricContext, district: str, rules: list[tuple[int, BoundRule]],
-                   tally: ShareTally) -> list[ComplianceResult]:
-    """Results of the rules that apply to one school (district shares go to ``tally``)."""
+                   tally: ShareTally, network: Network | None = None) -> list[ComplianceResult]:
+    """Results of the rules that apply to one school or network node (shares to ``tally``)."""
     school_id = ctx.state.school.id
     out: list[ComplianceResult] = []
     for index, b in rules:
@@ -98,12 +100,22 @@ def school_results(ctx: MetricContext, district: str, rules: list[tuple[int, Bou
             if share:
                 tally.add(index, b, district, (with_data, met, no_data))
             continue
-        value = ctx.value(rule.metric, b.window_ms, b.statistic)
+        value = _value(ctx, b, network)
         result = _result(b, "school", (district, school_id, None), value)
         out.append(result)
         if share:
             tally.add(index, b, district, (value is not None, result.met, value is None))
     return out
+
+
+def _value(ctx: MetricContext, b: BoundRule, network: Network | None) -> float | None:
+    rule = b.rule
+    if rule.metric == "targets_up":
+        return ctx.targets_up(rule.targets, b.window_ms)
+    if rule.metric in NETWORK_METRICS:
+        return (None if network is None else
+                network_value(network, ctx.state, rule.metric, ctx.now_ms - b.window_ms))
+    return ctx.value(rule.metric, b.window_ms, b.statistic)
 
 
 def _result(b: BoundRule, scope: Scope, place: tuple[str, str, str | None],

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 
 from collector.rules.settings import RulesSettings
-from collector.rules.state import SchoolState
+from collector.rules.state import PathEvidence, SchoolState
 from common.figures import quotient, statistic
 
 RoomValues = dict[str, float | None]
@@ -42,7 +42,8 @@ class MetricContext:
     def _compute(self, metric: str, window_ms: int, stat: str) -> float | None:
         school = self.state.school
         simple: dict[str, Callable[[], float | None]] = {
-            "internet_up": lambda: self._internet(window_ms),
+            "internet_up": lambda: self._path(self.state.internet, window_ms),
+            "edu_network_up": lambda: self._path(self.state.edu, window_ms),
             "class_link_mbps": lambda: _min(self.room_values(metric, window_ms)),
             "backbone_mbps": lambda: self._backbone(window_ms),
             "multimedia_ratio": lambda: self._multimedia_ratio(window_ms),
@@ -76,27 +77,37 @@ class MetricContext:
         values = [v for v in values if not math.isnan(v)]
         return statistic(values, stat) if values else None
 
-    def _internet(self, window_ms: int) -> float | None:
-        if self.state.internet_ms < self._since(window_ms):
+    def _path(self, evidence: PathEvidence, window_ms: int) -> float | None:
+        if evidence.ms < self._since(window_ms):
             return None
-        return 1.0 if self.state.internet_up else 0.0
+        return 1.0 if evidence.up else 0.0
+
+    def targets_up(self, names: list[str], window_ms: int) -> float | None:
+        """100 x named reach targets whose newest check in the window was up / named targets."""
+        since = self._since(window_ms)
+        seen = [self.state.targets.get(n, (-1, False)) for n in names]
+        if all(ts < since for ts, _up in seen):
+            return None
+        return 100.0 * sum(1 for ts, up in seen if ts >= since and up) / len(names)
 
     def _backbone(self, window_ms: int) -> float | None:
         since = self._since(window_ms)
         speeds = [v for t, v in self.state.backbone.values() if t >= since]
         return max(speeds) if speeds else None
 
-    def _equipped_rooms(self, window_ms: int) -> tuple[int, int] | None:
-        """(ordinary rooms with working multimedia, ordinary rooms); None: no data."""
+    def _equipped_rooms(self, window_ms: int) -> tuple[int, int, int] | None:
+        """(rooms with working multimedia, rooms with data, rooms without); None: no data.
+
+        The same counts as the district share of ``multimedia_uptime``: an ordinary room with
+        no multimedia device counts (as 0 %), one whose devices sent no school-hour sample
+        does not, so the school ratio and the district share agree.
+        """
         uptime = self.room_values("multimedia_uptime", window_ms)
-        rooms = self.ordinary_rooms if self._rooms_listed else list(uptime)
-        types = self.settings.multimedia_types
-        has_devices = any(d.type in types for d in self.state.devices.values())
-        if not rooms or (has_devices and all(v is None for v in uptime.values())):
+        known = [v for v in uptime.values() if v is not None]
+        if not known:
             return None
         limit = self.settings.uptime_threshold_pct
-        working = sum(1 for r in rooms if (v := uptime.get(r)) is not None and v >= limit)
-        return working, len(rooms)
+        return sum(1 for v in known if v >= limit), len(known), len(uptime) - len(known)
 
     def _multimedia_ratio(self, window_ms: int) -> float | None:
         counts = self._equipped_rooms(window_ms)
@@ -104,7 +115,9 @@ class MetricContext:
 
     def _all_equipped(self, window_ms: int) -> float | None:
         counts = self._equipped_rooms(window_ms)
-        return None if counts is None else float(counts[0] == counts[1])
+        if counts is None or (counts[0] == counts[1] and counts[2]):
+            return None  # all rooms with data work, but some have none: not known
+        return float(counts[0] == counts[1])
 
     def _wifi_coverage(self, window_ms: int) -> float | None:
         good = self.room_values("wifi_good_pct", window_ms)
@@ -147,13 +160,19 @@ class MetricContext:
         listed = self._rooms_listed
         if metric == "multimedia_uptime":
             types = self.settings.multimedia_types
+            equipped = set()
             for dev in self.state.devices.values():
                 room_id = dev.classroom
                 if dev.type in types and room_id and (room_id in values or not listed):
+                    equipped.add(room_id)
                     share = dev.counter.share_pct(first, last)
                     old = values.get(room_id)
                     values[room_id] = share if old is None or (
                         share is not None and share > old) else old
+            # "多媒体教室占普通教室比例": the denominator is every ordinary classroom, so a room
+            # with no projector or panel is a room without multimedia (0 %), not missing data.
+            for room_id in values.keys() - equipped:
+                values[room_id] = 0.0
         elif metric == "wifi_good_pct":
             for room_id, room in self.state.wifi.items():
                 if room_id in values or not listed:

@@ -35,6 +35,10 @@ class RulesSettings(Strict):
     rate_tolerance_pct: float = Field(default=8.0, ge=0, lt=50)
     uptime_threshold_pct: float = Field(default=80.0, ge=0, le=100)
     multimedia_types: list[DeviceType] = Field(default=["projector", "panel"], min_length=1)
+    # URL prefixes of speed-test servers outside the education network: a test to one of them
+    # is internet evidence (internet_up); a test to any other (the district's) server only
+    # shows the education network works (edu_network_up).
+    internet_speedtest_servers: list[str] = []
     wifi_rssi_dbm: float = Field(default=-67.0, ge=-120, le=0)
     wifi_good_pct: float = Field(default=90.0, ge=0, le=100)
     default_timetable: Timetable = Timetable()

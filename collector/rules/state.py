@@ -16,9 +16,13 @@ from collector.rules.window import BucketGeometry, RingCounter
 from common.timetable import SchoolCalendar
 from common.wire import FieldValue, Sample
 
-_INTERNET_ROLES = frozenset({"internet", "district"})
+# Reach roles by the network path they prove: the internet itself, or only the education
+# network (the district hub answers, the internet may not): "互联网全覆盖" needs the first.
+_INTERNET_ROLE = "internet"
+_EDU_ROLE = "district"
 _MAX_BACKBONE_PORTS = 4096
 _MAX_ROOMS = 2000
+_MAX_TARGETS = 256
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class StateLimits:
     wifi_rssi_dbm: float
     max_speedtests: int
     max_devices: int
+    # URL prefixes of speed-test servers outside the education network (internet evidence)
+    internet_servers: tuple[str, ...] = ()
 
 
 class DeviceState:
@@ -55,6 +61,23 @@ class RoomWifi:
         self.counted = False  # the last scan fell in school hours and was counted
         self.hit = False
         self.counter = RingCounter(ring)
+
+
+class PathEvidence:
+    """The newest evidence that a network path works: (time, up), any target up at that time."""
+
+    __slots__ = ("ms", "up")
+
+    def __init__(self) -> None:
+        self.ms = -1
+        self.up = False
+
+    def add(self, ts_ms: int, up: bool) -> None:
+        """Take one observation; an older one than the newest is ignored."""
+        if ts_ms > self.ms:
+            self.ms, self.up = ts_ms, up
+        elif ts_ms == self.ms:
+            self.up = self.up or up  # any target reachable at that moment
 
 
 class AgentState:
@@ -88,8 +111,9 @@ class SchoolState:
         self.devices: dict[str, DeviceState] = {
             d.id: DeviceState(d.classroom, d.type, ring) for d in school.devices}
         self.wifi: dict[str, RoomWifi] = {}
-        self.internet_ms = -1  # newest evidence of internet reachability
-        self.internet_up = False
+        self.internet = PathEvidence()  # the internet itself
+        self.edu = PathEvidence()  # the education network (district hub, its speed-test server)
+        self.targets: dict[str, tuple[int, bool]] = {}  # reach target -> newest (ts, up)
         self.links: dict[str, tuple[int, float]] = {}  # classroom -> (ts, link Mbit/s)
         self.backbone: dict[tuple[str, str], tuple[int, float]] = {}
         self.agents: dict[str, AgentState] = {}
@@ -115,8 +139,7 @@ class SchoolState:
             elif kind == "speedtest":
                 self._speedtest(s)
             elif kind == "reach":
-                if s.tags.get("target_role") in _INTERNET_ROLES:
-                    self._internet(s.ts_ms, s.fields.get("up") is True)
+                self._reach(s)
             elif kind == "iface":
                 if agent.classroom is not None:
                     self._link(agent.classroom, s)
@@ -178,13 +201,26 @@ class SchoolState:
             self.speedtests.extend(ordered)
         else:
             self.speedtests.append(entry)
-        self._internet(s.ts_ms, True)
+        server = s.tags.get("server", "")
+        if any(server.startswith(prefix) for prefix in self.limits.internet_servers):
+            self.internet.add(s.ts_ms, True)
+        else:  # the district's server: the education network, not the internet
+            self.edu.add(s.ts_ms, True)
 
-    def _internet(self, ts_ms: int, up: bool) -> None:
-        if ts_ms > self.internet_ms:
-            self.internet_ms, self.internet_up = ts_ms, up
-        elif ts_ms == self.internet_ms:
-            self.internet_up = self.internet_up or up  # any target reachable at that moment
+    def _reach(self, s: Sample) -> None:
+        up = s.fields.get("up") is True
+        role = s.tags.get("target_role")
+        if role == _INTERNET_ROLE:
+            self.internet.add(s.ts_ms, up)
+        elif role == _EDU_ROLE:
+            self.edu.add(s.ts_ms, up)
+        name = s.tags.get("target")
+        if name is not None and (name in self.targets or len(self.targets) < _MAX_TARGETS):
+            ts, old = self.targets.get(name, (-1, False))
+            if s.ts_ms > ts:
+                self.targets[name] = (s.ts_ms, up)
+            elif s.ts_ms == ts:
+                self.targets[name] = (ts, old or up)
 
     def _link(self, classroom: str, s: Sample) -> None:
         link = _number(s.fields.get("link_mbps"))
@@ -199,7 +235,9 @@ class SchoolState:
     def _port(self, s: Sample) -> None:
         key = (s.tags.get("device", ""), s.tags.get("ifname", ""))
         speed = _number(s.fields.get("speed_mbps"))
-        if s.fields.get("up") is not True or speed is None:
-            self.backbone.pop(key, None)
-        elif key in self.backbone or len(self.backbone) < _MAX_BACKBONE_PORTS:
+        if s.fields.get("up") is not True:
+            speed = 0.0  # a port that is down carries nothing: 0, not missing data
+        elif speed is None:
+            return
+        if key in self.backbone or len(self.backbone) < _MAX_BACKBONE_PORTS:
             self.backbone[key] = (s.ts_ms, speed)

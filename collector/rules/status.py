@@ -35,7 +35,7 @@ def school_status(ctx: MetricContext, detail: bool = True) -> SchoolStatus:
         per_class_mbps=ctx.value("per_class_mbps", window),
         isp_pct=ctx.value("isp_ratio", window),
         internet_up=None if internet is None else internet == 1.0,
-        internet_checked_ms=state.internet_ms if state.internet_ms >= 0 else None,
+        internet_checked_ms=state.internet.ms if state.internet.ms >= 0 else None,
         multimedia_ratio=ctx.value("multimedia_ratio", window),
         wifi_coverage=ctx.value("wifi_coverage", window),
         devices_up=ups.count(True), devices_down=ups.count(False),

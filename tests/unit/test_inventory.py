@@ -39,7 +39,19 @@ def test_example_loads() -> None:
         ("gz-th-p-02-gw", "gateway", None),
         ("gz-th-p-02-pc7-2", "classroom_pc", "7-2"),
         ("yn-zy-012-gw", "gateway", None),
+        ("gz-edunet-snmp", "server", None),  # the city network node's agent
     ]
+    # What the policy texts distinguish: region (district default), levels, conditions,
+    # demonstration schools; and the city network node with the ports its targets name.
+    private, rural = inv.school("gz-th-p-02"), inv.school("yn-zy-012")
+    assert private is not None and rural is not None
+    assert inv.region_of(private) == "east" and inv.region_of(rural) == "west"
+    assert private.levels == ["primary", "junior"] and school.levels is None
+    assert (rural.qualified, rural.demonstration, school.qualified, school.demonstration) == (
+        False, True, True, False)
+    assert [(n.id, n.level, [lk.role for lk in n.links]) for n in inv.networks] == [
+        ("gz-edunet", "city", ["egress", "district_link"])]
+    assert inv.node_district("gz-edunet") == "gz-th" and inv.node_district("nope") is None
 
 
 @pytest.fixture

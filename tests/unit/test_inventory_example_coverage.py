@@ -31,5 +31,5 @@ def test_example_shows_classrooms_devices_agents() -> None:
     devices = [d for s in inv.schools for d in s.devices]
     assert {"projector", "panel", "pc", "display"} <= {d.type for d in devices}
     assert {d.check for d in devices} == {"pjlink", "icmp", "tcp"}
-    assert {a.role for a in inv.agents} == {"gateway", "classroom_pc"}
+    assert {a.role for a in inv.agents} == {"gateway", "classroom_pc", "server"}
     assert all(any(a.school == s.id for a in inv.agents) for s in inv.schools)

@@ -41,6 +41,7 @@ class Case:
     room: str | None = None  # the classroom result to look at (classroom scope)
     who: AgentIdentity = field(default_factory=lambda: gw("s1"))
     agents: list[dict[str, Any]] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def twice_daily(values: list[float]) -> list[Sample]:
@@ -144,20 +145,46 @@ CASES: dict[str, Case] = {
     "isp_no_contract": Case({"metric": "isp_ratio", "threshold": 80},
                             lambda: [speedtest(NOW - HOUR, 400.0)], None, False,
                             {"contracted_mbps": None}),
-    # internet reachable: newest reach (internet/district) or successful speed test
+    # internet reachable: newest internet-path evidence (reach role internet, or a speed test
+    # to a server outside the education network); the district hub is not the internet
     "internet_up": Case({"metric": "internet_up", "comparator": "==", "threshold": 1},
                         lambda: [reach(NOW - 5 * MINUTE, True)], 1.0, True),
     "internet_down_latest": Case(
         {"metric": "internet_up", "comparator": "==", "threshold": 1},
         lambda: [reach(NOW - 9 * MINUTE, True), reach(NOW - 4 * MINUTE, False)], 0.0, False),
-    "internet_district_target_counts": Case(
+    "internet_district_target_is_not_internet": Case(
         {"metric": "internet_up", "comparator": "==", "threshold": 1},
-        lambda: [reach(NOW - 4 * MINUTE, True, role="district")], 1.0, True),
+        lambda: [reach(NOW - 4 * MINUTE, True, role="district")], None, False),
+    "internet_down_while_district_up": Case(
+        {"metric": "internet_up", "comparator": "==", "threshold": 1},
+        lambda: [reach(NOW - 4 * MINUTE, False), reach(NOW - 4 * MINUTE, True, "district")],
+        0.0, False),
+    "edu_network_by_district_target": Case(
+        {"metric": "edu_network_up", "comparator": "==", "threshold": 1},
+        lambda: [reach(NOW - 4 * MINUTE, False), reach(NOW - 4 * MINUTE, True, "district")],
+        1.0, True),
+    "edu_network_by_district_speedtest": Case(
+        {"metric": "edu_network_up", "comparator": "==", "threshold": 1},
+        lambda: [speedtest(NOW - 10 * MINUTE, 50.0)], 1.0, True),
     "internet_gateway_target_ignored": Case(
         {"metric": "internet_up", "comparator": "==", "threshold": 1},
         lambda: [reach(NOW - 4 * MINUTE, True, role="gateway")], None, False),
-    "internet_by_speedtest": Case({"metric": "internet_up", "comparator": "==", "threshold": 1},
-                                  lambda: [speedtest(NOW - 10 * MINUTE, 50.0)], 1.0, True),
+    "internet_not_by_district_speedtest": Case(
+        {"metric": "internet_up", "comparator": "==", "threshold": 1},
+        lambda: [speedtest(NOW - 10 * MINUTE, 50.0)], None, False),
+    "internet_by_internet_speedtest": Case(
+        {"metric": "internet_up", "comparator": "==", "threshold": 1},
+        lambda: [Sample("speedtest", NOW - 10 * MINUTE, {"server": "https://st.example.net/"},
+                        {"down_mbps": 50.0})], 1.0, True,
+        settings={"internet_speedtest_servers": ["https://st.example.net/"]}),
+    # reachability of named targets (e.g. the national and provincial resource platforms)
+    "targets_one_of_two_up": Case(
+        {"metric": "targets_up", "threshold": 100, "targets": ["nat", "prov"]},
+        lambda: [Sample("reach", NOW - MINUTE, {"target": t, "target_role": "internet"},
+                        {"up": u}) for t, u in (("nat", True), ("prov", False))], 50.0, False),
+    "targets_none_checked": Case(
+        {"metric": "targets_up", "threshold": 100, "targets": ["nat", "prov"]},
+        lambda: [reach(NOW - MINUTE, True)], None, False),
     "internet_stale": Case({"metric": "internet_up", "comparator": "==", "threshold": 1},
                            lambda: [reach(NOW - 2 * HOUR, True)], None, False),
     # device uptime over school hours only (nights never count; a holiday does not count)
@@ -194,13 +221,26 @@ CASES: dict[str, Case] = {
         {"devices": [{"id": "pc1", "classroom": "r1", "type": "pc"}]}),
     "multimedia_ratio_no_data": Case({"metric": "multimedia_ratio", "threshold": 80},
                                      lambda: [], None, False),
+    # 多媒体教室占普通教室比例: a room without a projector or panel is a room without multimedia
+    "multimedia_ratio_unequipped_room_counts": Case(
+        {"metric": "multimedia_ratio", "threshold": 80},
+        lambda: uptime_days({0: True, 1: True}), 50.0, False,
+        {"devices": [{"id": "s1-p1", "classroom": "r1", "type": "projector"}]}),
+    "multimedia_unequipped_room_is_zero": Case(
+        {"metric": "multimedia_uptime", "scope": "classroom", "threshold": 80},
+        lambda: uptime_days({0: True, 1: True}), 0.0, False, room="r2",
+        school={"devices": [{"id": "s1-p1", "classroom": "r1", "type": "projector"}]}),
     "all_classrooms_equipped": Case(
         {"metric": "all_classrooms_equipped", "comparator": "==", "threshold": 1},
         lambda: [*uptime_days({0: True, 1: True}), av(at(1, 9), "s1-p2", "r2", True, "panel")],
         1.0, True),
     "not_all_classrooms_equipped": Case(
         {"metric": "all_classrooms_equipped", "comparator": "==", "threshold": 1},
-        lambda: uptime_days({0: True, 1: True}), 0.0, False),
+        lambda: [*uptime_days({0: True, 1: True}), av(at(1, 9), "s1-p2", "r2", False, "panel")],
+        0.0, False),
+    "all_classrooms_equipped_unknown_while_a_room_is_silent": Case(
+        {"metric": "all_classrooms_equipped", "comparator": "==", "threshold": 1},
+        lambda: uptime_days({0: True, 1: True}), None, False),
     # Wi-Fi: best school-SSID RSSI >= -67 dBm in >= 90 % of school-hour scans
     "wifi_good_pct": Case({"metric": "wifi_good_pct", "scope": "classroom", "threshold": 90},
                           lambda: scans("r1", 19, 1), 95.0, True, room="r1"),
@@ -262,7 +302,7 @@ def test_metric(name: str) -> None:
     """The rule's value, met and state for a hand-built stream."""
     case = CASES[name]
     inv = inventory(school("s1", **case.school), agents=case.agents)
-    eng, _clock = engine(inv, {"id": "r", **case.rule}, now_ms=NOW)
+    eng, _clock = engine(inv, {"id": "r", **case.rule}, now_ms=NOW, **case.settings)
     samples = case.samples()
     for i in range(0, len(samples), 50):  # batches, as agents send them
         eng.observe(case.who, samples[i:i + 50])

@@ -16,21 +16,30 @@ from common.config import ConfigError
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "tests" / "fixtures" / "policy_seeds"
 SHIPPED = ["cn-moe-2017", "cn-moe-13fyp", "guangzhou-2017", "yunnan-13fyp", "cn-moe-edu2",
-           "uk-dfe-broadband"]
-# Rows of policy-targets.md, by the document their source column names.
+           "uk-dfe-broadband", "schoolmon-operations"]
+# Rows of policy-targets.md, by the document their source column names. The agent-freshness
+# rule once filed under "信息技术安全监测和检查常态化" is ours: schoolmon-operations.
 ROWS_BY_PROFILE = {
     "cn-moe-2017": {"access_10m", "internet_connected", "multimedia_ratio",
-                    "all_classrooms_school", "security_monitoring"},
-    "guangzhou-2017": {"access_100m", "access_1000m", "backbone_10g", "multimedia_ratio",
-                       "wireless_campus", "security_monitoring"},
-    "yunnan-13fyp": {"access_1000m", "class_link_100m", "backbone_10g", "multimedia_ratio"},
-    "cn-moe-13fyp": {"per_class_urban", "per_class_rural", "teaching_point", "wireless_campus"},
+                    "all_classrooms_school"},
+    "guangzhou-2017": {"access_100m", "access_1000m", "city_egress_40g", "district_link_10g",
+                       "banbantong", "wireless_campus"},
+    "yunnan-13fyp": {"access_1000m", "class_link_100m", "backbone_10g", "multimedia_compulsory",
+                     "resource_platforms", "demonstration_broadband",
+                     "demonstration_multimedia"},
+    "cn-moe-13fyp": {"broadband_schools", "broadband_teaching_points", "per_class_urban",
+                     "per_class_rural", "teaching_point", "wireless_campus"},
     "cn-moe-edu2": {"internet_connected"},
 }
-ALL_ROWS = {"access_10m", "access_100m", "access_1000m", "per_class_urban", "per_class_rural",
-            "teaching_point", "class_link_100m", "backbone_10g", "internet_connected",
-            "multimedia_ratio", "all_classrooms_school", "wireless_campus",
-            "security_monitoring"}
+ALL_ROWS = {"access_10m", "access_100m", "access_1000m", "city_egress_40g", "district_link_10g",
+            "per_class_urban", "per_class_rural", "teaching_point", "class_link_100m",
+            "backbone_10g", "internet_connected", "multimedia_ratio", "all_classrooms_school",
+            "wireless_campus", "banbantong", "multimedia_compulsory", "resource_platforms",
+            "demonstration_broadband", "demonstration_multimedia", "broadband_schools",
+            "broadband_teaching_points"}
+STATUS = {"cn-moe-2017": "work_points", "guangzhou-2017": "work_points", "yunnan-13fyp": "plan",
+          "cn-moe-13fyp": "draft_for_comment", "cn-moe-edu2": "news_summary",
+          "uk-dfe-broadband": "standard", "schoolmon-operations": "operational"}
 
 
 def test_shipped_profiles_load_by_name() -> None:
@@ -63,6 +72,55 @@ def test_sources_are_quotes_of_the_document(name: str) -> None:
             assert quote in text, (rule.id, quote)
 
 
+@pytest.mark.parametrize("name", sorted(ROWS_BY_PROFILE))
+def test_sources_are_whole_sentences(name: str) -> None:
+    """A source is a whole sentence of the document: it ends with 。 (not a cut-out phrase)."""
+    for rule in load_policy(name).rules:
+        assert rule.source.endswith("。"), (rule.id, rule.source[-12:])
+
+
+def test_status_and_deadlines() -> None:
+    """Each profile says what kind of document it quotes; each Chinese target its year."""
+    for profile in load_policies(SHIPPED):
+        assert profile.status == STATUS[profile.name]
+    deadlines = {(p.name, r.id): r.deadline for p in load_policies(sorted(ROWS_BY_PROFILE))
+                 for r in p.rules}
+    assert {d for (name, _r), d in deadlines.items() if name.endswith("2017")} == {2017}
+    assert deadlines[("cn-moe-13fyp", "per_class_rural")] == 2020
+    assert deadlines[("yunnan-13fyp", "demonstration_multimedia")] == 2018
+    assert deadlines[("yunnan-13fyp", "multimedia_compulsory")] == 2020
+    assert deadlines[("cn-moe-edu2", "internet_connected")] == 2022
+
+
+def test_qualifiers_of_the_texts() -> None:
+    """有条件的, 东部和具备条件的城镇, 义务教育, 示范学校, 基本: each in the rule and its title."""
+    fyp = {r.id: r for r in load_policy("cn-moe-13fyp").rules}
+    assert fyp["per_class_rural"].applies_to.qualified is True
+    assert fyp["teaching_point"].applies_to.qualified is True
+    assert fyp["per_class_urban"].applies_to.qualified is None  # no qualifier in the text
+    wireless = fyp["wireless_campus"].applies_to
+    assert [c.region for c in wireless.any_of] == [["east"], []]
+    assert wireless.any_of[1].qualified is True and wireless.any_of[1].category == ["urban"]
+    moe = {r.id: r for r in load_policy("cn-moe-2017").rules}
+    assert moe["internet_connected"].applies_to.qualified is True
+    assert moe["internet_connected"].basically is True
+    yunnan = {r.id: r for r in load_policy("yunnan-13fyp").rules}
+    assert yunnan["multimedia_compulsory"].applies_to.compulsory is True
+    assert yunnan["demonstration_multimedia"].applies_to.demonstration is True
+    assert yunnan["backbone_10g"].applies_to.network == ["province"]
+    for rule in (fyp["per_class_rural"], fyp["teaching_point"], moe["internet_connected"]):
+        assert "条件" in (rule.title or ""), rule.id
+
+
+def test_invented_rule_is_ours() -> None:
+    """No seed profile carries agent freshness; the operational profile does, labelled."""
+    for name in ROWS_BY_PROFILE:
+        assert all(r.metric != "agent_fresh" for r in load_policy(name).rules), name
+    ops = load_policy("schoolmon-operations")
+    assert ops.seed is None and ops.status == "operational"
+    assert {r.metric for r in ops.rules} == {"agent_fresh", "edu_network_up"}
+
+
 def test_uk_profile_by_school_level() -> None:
     """UK DfE: 100/30 for primary, 1 Gbit/s both ways for secondary and all-through."""
     rules = {r.id: r for r in load_policy("uk-dfe-broadband").rules}
@@ -77,7 +135,7 @@ def test_private_and_public_targets_of_guangzhou() -> None:
     """Guangzhou: 1000M applies to public schools only, 100M to every school."""
     rules = {r.id: r for r in load_policy("guangzhou-2017").rules}
     assert rules["access_1000m"].applies_to.ownership == ["public"]
-    assert rules["access_100m"].applies_to.ownership == []
+    assert rules["access_100m"].applies_to.ownership == ["public", "private"]  # 公民办
 
 
 def test_metric_set_is_documented() -> None:
@@ -129,7 +187,9 @@ def rule_edit(**changes: Any) -> dict[str, Any]:
         (rule_edit(metric="speed"), "rules.0.metric: Input should be 'access_mbps', "
          "'access_up_mbps', 'per_class_mbps', 'per_student_mbps', 'isp_ratio', 'internet_up', "
          "'class_link_mbps', 'backbone_mbps', 'multimedia_ratio', 'multimedia_uptime', "
-         "'all_classrooms_equipped', 'wifi_coverage', 'wifi_good_pct' or 'agent_fresh'"),
+         "'all_classrooms_equipped', 'wifi_coverage', 'wifi_good_pct', 'agent_fresh', "
+         "'edu_network_up', 'targets_up', 'egress_mbps', 'district_link_mbps' or "
+         "'backbone_link_mbps'"),
         (rule_edit(comparator="=>"),
          "rules.0.comparator: Input should be '>=', '>', '<=', '<' or '=='"),
         (rule_edit(scope="district_share"),
@@ -150,6 +210,20 @@ def rule_edit(**changes: Any) -> dict[str, Any]:
         (rule_edit(applies_to={"category": ["suburban"]}),
          "rules.0.applies_to.category.0: Input should be 'urban', 'rural' or 'teaching_point'"),
         (rule_edit(source=None), "rules.0.source: Field required"),
+        (rule_edit(applies_to={"conditions": True}), "rules.0.applies_to.conditions: unknown key"),
+        (rule_edit(applies_to={"any_of": [{"province": ["yunnan"]}]}),
+         "rules.0.applies_to.any_of.0.province: unknown key"),
+        (rule_edit(applies_to={"region": ["north"]}),
+         "rules.0.applies_to.region.0: Input should be 'east', 'central' or 'west'"),
+        (rule_edit(applies_to={"network": ["city"], "category": ["urban"]}),
+         "rules.0.applies_to.network: a network-node rule takes no school attributes"),
+        (rule_edit(metric="egress_mbps"),
+         "rules.0.applies_to.network: metric egress_mbps is a network node's; network rules "
+         "use egress_mbps, district_link_mbps or backbone_link_mbps"),
+        (rule_edit(metric="targets_up"),
+         "rules.0.targets: needed with metric targets_up, and only there"),
+        (rule_edit(deadline=17), "rules.0.deadline: Input should be greater than or equal to "
+         "1990"),
         ({**VALID, "rules": VALID["rules"] * 2}, "rules: duplicate rule id 'a'"),
         ({**VALID, "rules": []}, "rules: List should have at least 1 item after validation, "
          "not 0"),
