@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from collector.inventory import Inventory
+from collector.measurements import AGENT_STATUS, SCHOOL_INFO
 from collector.storage.lineprotocol import format_line
 from common.wire import AgentIdentity, FieldValue
 
@@ -41,14 +42,14 @@ def school_info_lines(inventory: Inventory, ts_ms: int) -> list[str]:
             fields["lon"] = school.location.lon
         tags = {"district": school.district, "school": school.id,
                 "category": school.category, "ownership": school.ownership}
-        lines.append(format_line("school_info", tags, fields, ts_ms))
+        lines.append(format_line(SCHOOL_INFO.name, tags, fields, ts_ms))
     return lines
 
 
 def status_line(who: AgentIdentity, status: str, ts_ms: int) -> str:
     """An ``agent_status`` point for one retained status message."""
     tags = {"district": who.district, "school": who.school, "agent": who.agent}
-    return format_line("agent_status", tags, {"online": status == "online", "state": status},
+    return format_line(AGENT_STATUS.name, tags, {"online": status == "online", "state": status},
                        ts_ms)
 
 

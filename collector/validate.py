@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from collector.measurements import REJECT
 from collector.storage.lineprotocol import format_line, identity_tags, sample_line
 from common.wire import (
     MAX_PAYLOAD_BYTES,
@@ -137,5 +138,5 @@ class RejectCounter:
         if reject.who is not None:
             tags.update(district=reject.who.district, school=reject.who.school,
                         agent=reject.who.agent)
-        return format_line("schoolmon_reject", tags,
+        return format_line(REJECT.name, tags,
                            {"count": 1, "detail": reject.detail[:200]}, ts_ms)

@@ -7,6 +7,7 @@ several, or the whole district.
 
 from __future__ import annotations
 
+from common.figures import RATE_TOLERANCE_PCT, TIERS_MBPS, limit
 from dashboards.model import Link, Variable
 
 DISTRICT = '"district" =~ /^$district$/'
@@ -35,13 +36,10 @@ AGENT_VAR = Variable("agent", "Agent",
                      f'SHOW TAG VALUES FROM "agent" WITH KEY = "agent" WHERE {SCHOOL}',
                      multi=True, include_all=True)
 
-# Targets of the policy (docs/policies.md): bandwidth tiers and the Wi-Fi design threshold.
-TIERS_MBPS = (4, 10, 100, 1000)
-# A school is in tier T when its p90 download is >= 90 % of T: a speed test measures TCP
-# goodput, ~95.8 % of the line rate on an idle link (DESIGN.md), less on a busy school link,
-# so a 1000M line never shows 1000.
-TIER_FACTOR = 0.9
-TIER_FLOORS = tuple(round(t * TIER_FACTOR, 1) for t in TIERS_MBPS)
+# Access tiers of the policy (common/figures.py). A school's tier is the rules' own figure
+# (school_status.tier_mbps); colours of a measured rate start where the default rate tolerance
+# lets it meet the tier (9.2 for 10M at 8 %), the rules' meets().
+TIER_FLOORS = tuple(float(limit(t, RATE_TOLERANCE_PCT)) for t in TIERS_MBPS)
 RSSI_GOOD_DBM = -67
 RSSI_FAIR_DBM = -75
 # The wifi probe's default interval: one scan per bucket when taking the best AP per scan.

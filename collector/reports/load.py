@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.inventory import Inventory
+from collector.measurements import COMPLIANCE, SHARE_UNITS, share_fields
 from collector.reports.aggregate import TrendRow, school_rows, summarize, tier_counts, trend
 from collector.reports.model import (
     ComplianceRow,
@@ -27,10 +28,12 @@ from collector.reports.model import (
 )
 from collector.reports.query import InfluxReader, quote_literal
 from collector.rules.policy import METRICS, PolicyProfile
-from collector.rules.results import COMPLIANCE_MEASUREMENT
 from common.figures import statistic
 
-_UNITS = ("schools", "classrooms")
+_UNITS = SHARE_UNITS
+# Field names checked against the declaration at import: a typo here fails at once.
+_VALUE, _TARGET, _MET, _STATE = (COMPLIANCE.field(f) for f in ("value", "target", "met", "state"))
+_SPEED = "down_mbps"  # speedtest field, declared in common/wire.py KINDS
 
 
 def _number(value: Any) -> float | None:
@@ -49,22 +52,23 @@ def _where(policy: str, period: Period) -> str:
 
 def read_latest(reader: InfluxReader, policy: str, period: Period) -> list[ComplianceRow]:
     """The newest point of every compliance series of the policy in the period."""
-    series = reader.query(f'SELECT * FROM "{COMPLIANCE_MEASUREMENT}" WHERE '
+    series = reader.query(f'SELECT * FROM "{COMPLIANCE.name}" WHERE '
                           f"{_where(policy, period)} GROUP BY * ORDER BY time DESC LIMIT 1")
     rows = []
     for s in series:
         tags, row = s.tags, s.rows[0]
         unit = next((u for u in _UNITS if _count(row.get(u)) is not None), None)
+        n, n_met, n_none = share_fields(unit) if unit else ("", "", "")
         rows.append(ComplianceRow(
             rule=tags.get("rule", ""), scope=tags.get("scope", ""),
             district=tags.get("district", ""), school=tags.get("school") or None,
-            classroom=tags.get("classroom") or None, value=_number(row.get("value")),
-            target=_number(row.get("target")) or 0.0, met=row.get("met") is True,
-            state=str(row.get("state") or ("ok" if row.get("value") is not None else "no_data")),
+            classroom=tags.get("classroom") or None, value=_number(row.get(_VALUE)),
+            target=_number(row.get(_TARGET)) or 0.0, met=row.get(_MET) is True,
+            state=str(row.get(_STATE) or ("ok" if row.get(_VALUE) is not None else "no_data")),
             ts_ms=int(row["time"]),
-            counted=_count(row.get(unit)) if unit else None,
-            counted_met=_count(row.get(f"{unit}_met")) if unit else None,
-            counted_no_data=_count(row.get(f"{unit}_no_data")) if unit else None))
+            counted=_count(row.get(n)) if unit else None,
+            counted_met=_count(row.get(n_met)) if unit else None,
+            counted_no_data=_count(row.get(n_none)) if unit else None))
     return rows
 
 
@@ -85,7 +89,7 @@ def read_trend(reader: InfluxReader, policy: str, period: Period,
     by_rule: dict[str, list[TrendRow]] = {}
     days: dict[int, dt.date] = {}
     shares = reader.query(
-        f'SELECT last(*) FROM "{COMPLIANCE_MEASUREMENT}" WHERE {_where(policy, period)} AND '
+        f'SELECT last(*) FROM "{COMPLIANCE.name}" WHERE {_where(policy, period)} AND '
         f"\"scope\" = 'district_share' GROUP BY {_group_time(period)}, \"rule\", \"district\" "
         f"fill(none) {tz}")
     for s in shares:
@@ -94,9 +98,10 @@ def read_trend(reader: InfluxReader, policy: str, period: Period,
             if unit is None:
                 continue
             days[row["time"]] = _bucket_day(row["time"], period.tz)
+            n, n_met, _ = share_fields(unit)
             by_rule.setdefault(s.tags["rule"], []).append(TrendRow(
-                row["time"], _count(row[f"last_{unit}"]) or 0,
-                _count(row.get(f"last_{unit}_met")) or 0))
+                row["time"], _count(row[f"last_{n}"]) or 0,
+                _count(row.get(f"last_{n_met}")) or 0))
     for scope, rules, keys in (("school", school_rules, '"rule", "school"'),
                                ("classroom", room_rules, '"rule", "school", "classroom"')):
         todo = [r for r in rules if r not in by_rule]
@@ -104,8 +109,8 @@ def read_trend(reader: InfluxReader, policy: str, period: Period,
             continue
         pattern = "|".join(_regex_escape(r) for r in todo)
         series = reader.query(
-            f'SELECT last("met") AS met, last("state") AS state FROM '
-            f'"{COMPLIANCE_MEASUREMENT}" WHERE {_where(policy, period)} AND '
+            f'SELECT last("{_MET}") AS met, last("{_STATE}") AS state FROM '
+            f'"{COMPLIANCE.name}" WHERE {_where(policy, period)} AND '
             f"\"scope\" = '{scope}' AND \"rule\" =~ /^({pattern})$/ GROUP BY "
             f"{_group_time(period)}, {keys} fill(none) {tz}")
         for s in series:
@@ -129,12 +134,12 @@ def read_access(reader: InfluxReader, period: Period, statistic_name: str) -> di
     school with 7 tests would sit in one tier in the report and another in the rules.
     """
     series = reader.query(
-        f'SELECT "down_mbps" FROM "speedtest" WHERE time >= {period.start_ms}ms '
+        f'SELECT "{_SPEED}" FROM "speedtest" WHERE time >= {period.start_ms}ms '
         f'AND time < {period.end_ms}ms GROUP BY "school"')
     out = {}
     for s in series:
         # As the rules engine: a test of 0 (or none) is a failed test, not a measurement.
-        values = [v for row in s.rows if (v := _number(row.get("down_mbps"))) is not None
+        values = [v for row in s.rows if (v := _number(row.get(_SPEED))) is not None
                   and v > 0 and not math.isnan(v)]
         if values:
             out[s.tags.get("school", "")] = statistic(values, statistic_name)

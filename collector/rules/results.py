@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
+from collector.measurements import COMPLIANCE, SCHOOL_STATUS, share_fields
 from collector.storage.lineprotocol import escape_key, format_line
-from common.figures import meets
+from common.figures import TIERS_MBPS, meets
 from common.wire import FieldValue
 
 Scope = Literal["school", "classroom", "district_share"]
@@ -20,10 +21,8 @@ State = Literal["ok", "no_data"]
 Unit = Literal["schools", "classrooms"]
 AccessState = Literal["ok", "no_recent_test"]
 
-COMPLIANCE_MEASUREMENT: Final = "compliance"
-STATUS_MEASUREMENT: Final = "school_status"
-# Nominal access tiers (Mbit/s) of the policies: < 4, 4M (教学点), 10M, 100M, 1000M (千兆到校).
-TIERS_MBPS: Final = (4, 10, 100, 1000)
+COMPLIANCE_MEASUREMENT: Final = COMPLIANCE.name
+STATUS_MEASUREMENT: Final = SCHOOL_STATUS.name
 
 
 class ComplianceResult(NamedTuple):
@@ -126,9 +125,9 @@ def tier_label(tier_mbps: int) -> str:
 def compliance_lines(results: list[ComplianceResult], ts_ms: int) -> list[str]:
     """Line-protocol points of measurement ``compliance``, one per result.
 
-    Tags (sorted): classroom (classroom scope only), district, metric, policy, rule, school
-    (absent for district_share), scope.  Fields: value (absent with no data), target, met,
-    state; district shares add schools|classrooms, ..._met, ..._no_data (by ``unit``).
+    Tags and fields as declared in collector/measurements.py (COMPLIANCE): classroom only at
+    classroom scope, school absent for district_share; value absent with no data; district
+    shares add their ``share_fields(unit)``. Formatted by hand: a million per pass.
     """
     heads: dict[tuple[str, str, str, str], str] = {}
     tails: dict[str, str] = {}
@@ -149,8 +148,9 @@ def compliance_lines(results: list[ComplianceResult], ts_ms: int) -> list[str]:
         fields = (f"{value}target={float(r.target)!r},met={'true' if r.met else 'false'},"
                   f'state="{r.state}"')
         if r.scope == "district_share":
-            fields += (f",{r.unit}={float(r.counted)!r},{r.unit}_met={float(r.counted_met)!r}"
-                       f",{r.unit}_no_data={float(r.counted_no_data)!r}")
+            n, n_met, n_none = share_fields(r.unit)
+            fields += (f",{n}={float(r.counted)!r},{n_met}={float(r.counted_met)!r}"
+                       f",{n_none}={float(r.counted_no_data)!r}")
         lines.append(f"{COMPLIANCE_MEASUREMENT}{room}{head}{school}{tail}{fields}{stamp}")
     return lines
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collector.measurements import SCHOOL_STATUS
+from common.figures import TIERS_MBPS
 from dashboards.influxql import (
     DISTRICT,
     DISTRICT_VAR,
     SCOPE_DISTRICT,
     SCOPE_SCHOOL,
-    TIER_FLOORS,
     TIME,
     school_link,
     where,
@@ -32,29 +33,28 @@ from dashboards.model import (
     Target,
 )
 
-# Access bandwidth of a school = p90 of its speed-test downloads in the time range (the rules
-# engine's default statistic), so one lucky test does not lift a school into a higher tier.
-ACCESS = (f'SELECT percentile("down_mbps", 90) AS "access" FROM "speedtest" '
-          f'WHERE {where(DISTRICT, TIME)} GROUP BY "school"')
+# Access bandwidth of a school = the rules engine's own figure, written every pass into
+# school_status: the nearest-rank percentile (rules.percentile, p90) of the speed tests of the
+# rules window, and its tier with the rate tolerance. InfluxQL's percentile() rounds the rank
+# instead, so computing it here would put some schools in another tier than the rules do.
+ACCESS = (f'SELECT last("access_mbps") AS "access", last("tier_mbps") AS "tier" '
+          f'FROM "{SCHOOL_STATUS.name}" WHERE {where(DISTRICT, TIME)} GROUP BY "school"')
 TIER_STEPS = (Step("red"), *(Step(c, t) for c, t in zip(
-    ("orange", "yellow", "green", "blue"), TIER_FLOORS, strict=True)))
+    ("orange", "yellow", "green", "blue"), TIERS_MBPS, strict=True)))
 # The last result per school and rule: a school that missed yesterday and meets today is met.
 LAST_MET = (f'SELECT last("met") AS "met" FROM "compliance" '
             f'WHERE {where(DISTRICT, SCOPE_SCHOOL, TIME)} GROUP BY "rule", "school"')
 
 
-def _tier(ref: str, label: str, low: float | None, high: float | None) -> Target:
-    bounds = [f'"access" >= {low}' if low is not None else "",
-              f'"access" < {high}' if high is not None else ""]
-    cond = " AND ".join(b for b in bounds if b)
-    return Target(ref, f'SELECT count("access") AS "{label}" FROM ({ACCESS}) WHERE {cond}')
+def _tier(ref: str, label: str, tier: int) -> Target:
+    return Target(ref, f'SELECT count("access") AS "{label}" FROM ({ACCESS}) '
+                       f'WHERE "tier" = {tier}')
 
 
 def _tiers() -> tuple[Target, ...]:
-    t4, t10, t100, t1000 = TIER_FLOORS
-    return (_tier("A", "1000M", t1000, None), _tier("B", "100M", t100, t1000),
-            _tier("C", "10M", t10, t100), _tier("D", "4M", t4, t10),
-            _tier("E", "below 4M", None, t4))
+    refs = "ABCDE"
+    tiers = [(f"{t}M", t) for t in reversed(TIERS_MBPS)] + [("below 4M", 0)]
+    return tuple(_tier(ref, label, t) for ref, (label, t) in zip(refs, tiers, strict=True))
 
 
 def dashboard() -> Dashboard:
@@ -65,11 +65,13 @@ def dashboard() -> Dashboard:
         description="Access tiers, policy targets, schools missing them, map, agents offline.",
         variables=(DISTRICT_VAR,),
         panels=(
-            Row("Access bandwidth (p90 of speed-test downloads in the time range)"),
+            Row("Access bandwidth (the rules' figure: p90 of the rules window's speed tests)"),
             Panel("Schools per access tier", Bars(), _tiers(), w=10, h=8, unit="none",
-                  description="Schools by the p90 of their speed-test downloads; a school is in "
-                              "tier T at >= 90 % of T (TCP goodput). Policy: 10M for 70 % of "
-                              "schools, 100M for all, 1000M for public schools."),
+                  description="Schools by the tier the rules engine gives them (school_status, "
+                              "latest in the time range): nearest-rank p90 of the speed tests "
+                              "of rules.window, in tier T at >= T x (1 - rate tolerance). "
+                              "Policy: 10M for 70 % of schools, 100M for all, 1000M for public "
+                              "schools."),
             Panel("Schools reporting", Stat(), (Target("A", (
                 f'SELECT count("n") AS "schools" FROM (SELECT last("rss_mb") AS "n" FROM "agent"'
                 f' WHERE {where(DISTRICT, TIME)} GROUP BY "school")')),), w=4, h=4,
@@ -85,20 +87,19 @@ def dashboard() -> Dashboard:
                   description="Agents whose last MQTT status is offline (their last will: "
                               "the broker lost them), whatever the time range."),
             Panel("Access per school", Table(sort_by="access_mbps"), (
-                Target("A", f'SELECT percentile("down_mbps", 90) AS "access_mbps", '
-                            f'max("down_mbps") AS "peak_mbps", count("down_mbps") AS "tests" '
-                            f'FROM "speedtest" WHERE {where(DISTRICT, TIME)} GROUP BY "school"',
-                       fmt="table"),
-                Target("B", f'SELECT last("contracted_mbps") AS "contract_mbps", '
-                            f'last("classes") AS "classes" FROM "school_info" '
-                            f'WHERE {DISTRICT} GROUP BY "school"', fmt="table")),
+                Target("A", f'SELECT last("access_mbps") AS "access_mbps", '
+                            f'last("per_class_mbps") AS "Mbps per class", '
+                            f'last("isp_pct") AS "% of contract" FROM "{SCHOOL_STATUS.name}" '
+                            f'WHERE {where(DISTRICT, TIME)} GROUP BY "school"', fmt="table"),
+                Target("B", f'SELECT max("down_mbps") AS "peak_mbps", '
+                            f'count("down_mbps") AS "tests" FROM "speedtest" '
+                            f'WHERE {where(DISTRICT, TIME)} GROUP BY "school"', fmt="table")),
                   w=14, h=8, unit="none", column_links=(school_col,),
-                  transformations=(JoinByField("school"),
-                                   Calc("% of contract", "access_mbps", "/", "contract_mbps"),
-                                   Calc("Mbps per class", "access_mbps", "/", "classes"),
-                                   Organize(("Time", "Time 1", "Time 2"))),
-                  description="Measured access against the contracted rate (flag below 80 %) "
-                              "and per class (urban >= 10, rural >= 5 Mbps)."),
+                  transformations=(JoinByField("school"), Organize(("Time", "Time 1", "Time 2"))),
+                  description="The rules' access figure (school_status) against the contracted "
+                              "rate (flag below 80 %) and per class (urban >= 10, rural >= 5 "
+                              "Mbps), computed by the rules in exact decimal; peak and count "
+                              "of the tests in the time range."),
             Row("Policy targets"),
             Panel("Share of schools meeting each target", Bars(), (
                 Target("A", f'SELECT count("met") AS "met" FROM ({LAST_MET}) '
@@ -136,7 +137,7 @@ def dashboard() -> Dashboard:
                   w=24, h=9, column_links=(school_col,), mappings=MET,
                   description="Each school and rule whose latest result is not met."),
             Row("Map and agents"),
-            Panel("Schools", Map(color_field="access"), (
+            Panel("Schools", Map(color_field="tier"), (
                 Target("A", 'SELECT last("lat") AS "lat", last("lon") AS "lon", '
                             'last("name") AS "name" FROM "school_info" '
                             f'WHERE {DISTRICT} GROUP BY "school"', fmt="table"),

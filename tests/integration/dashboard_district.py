@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from collector.inventory import Inventory
 from collector.storage.lineprotocol import format_line
+from common.figures import RATE_TOLERANCE_PCT, meets
 from common.wire import AgentIdentity, FieldValue, Sample
 
 DISTRICT = "gz-th"
@@ -152,9 +153,9 @@ def compliance_lines(now_ms: int) -> list[str]:
     for ts in (now_ms - 3_600_000, now_ms - 600_000):
         met_count = dict.fromkeys(RULE_TARGETS, 0)
         for school in SCHOOLS:
-            # 90 % of the nominal rate counts (TCP goodput), as the tier panel does.
+            # The rate tolerance counts (TCP goodput), as the rules and the tier panel do.
             for rule, target in RULE_TARGETS.items():
-                met = school.down_mbps >= 0.9 * target
+                met = meets(school.down_mbps, target, RATE_TOLERANCE_PCT)
                 met_count[rule] += met
                 lines.append(_compliance(rule, "school", school.id, school.down_mbps, target,
                                          met=met, ts=ts))

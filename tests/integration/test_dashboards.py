@@ -23,6 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import CollectorConfig
 from collector.dashboard_feed import DashboardFeed
+from collector.rules import RulesEngine, RulesSettings
+from collector.rules.results import status_lines
 from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity, Envelope, Topics, encode_envelope
 from tests.conftest import Services, influx_query, influx_rows, wait_until
@@ -114,6 +116,12 @@ def district(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
                    for who, s in samples.items()}
         _publish(services.mqtt_port, prefix, batches)
         assert collector.write_points(sim.compliance_lines(now_ms))
+        # school_status as the rules engine writes it (the access tier panels read it): the
+        # real engine over the same samples, its pass at now.
+        rules = RulesEngine(sim.inventory(), [], RulesSettings(), clock=lambda: now_ms)
+        for who, batch in samples.items():
+            rules.observe(who, batch)
+        assert collector.write_points(status_lines(rules.statuses(now_ms), now_ms))
         expected = sum(len(s) for s in samples.values())
         fields = {"iface": "up", "host": "cpu_pct", "reach": "up", "netdev": "up",
                   "netdev_if": "up", "ap": "online", "speedtest": "down_mbps", "av": "online",

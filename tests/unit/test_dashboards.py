@@ -15,6 +15,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard as SdkDashboard
 
+from collector.measurements import MEASUREMENTS
 from common.wire import KINDS
 from dashboards import build
 from dashboards.model import DATASOURCE_UID, GRID_WIDTH
@@ -22,12 +23,6 @@ from dashboards.model import DATASOURCE_UID, GRID_WIDTH
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "dashboards" / "dashboard.schema.json").read_text())
 BOARDS = sorted(build.JSON_DIR.glob("*.json"))
-# Measurements the collector writes itself, with their fields.
-COLLECTOR_MEASUREMENTS = {
-    "compliance": {"value", "target", "met", "state"},
-    "school_info": {"name", "classes", "contracted_mbps", "lat", "lon"},
-    "agent_status": {"online", "state"},
-}
 register_default_plugins()
 
 
@@ -115,7 +110,9 @@ def test_panels_do_not_overlap(path: Path) -> None:
 @pytest.mark.parametrize("path", BOARDS, ids=lambda p: p.stem)
 def test_queries_name_known_measurements_and_fields(path: Path) -> None:
     """Every FROM names a measurement agents or the collector write; every field exists."""
-    known = {k: set(v.fields) for k, v in KINDS.items()} | COLLECTOR_MEASUREMENTS
+    # The collector's own measurements come from their one declaration.
+    known = ({k: set(v.fields) for k, v in KINDS.items()}
+             | {k: set(m.fields) for k, m in MEASUREMENTS.items()})
     for target in _targets(_load(path)):
         query = target["query"]
         measurements = set(re.findall(r'FROM "([a-z_]+)"', query))
@@ -154,3 +151,13 @@ def test_provisioning_points_at_the_dashboards_and_datasource() -> None:
     provider = yaml.safe_load((prov / "dashboards" / "schoolmon.yaml").read_text())
     assert provider["providers"][0]["type"] == "file"
     assert provider["providers"][0]["options"]["path"]
+
+
+def test_no_dashboard_computes_a_percentile() -> None:
+    """Access figures come from the rules (school_status), never from InfluxQL percentile()."""
+    for path in BOARDS:
+        for target in _targets(_load(path)):
+            assert "percentile(" not in target["query"], (path.name, target["query"])
+    district = " ".join(t["query"] for t in _targets(_load(build.JSON_DIR / "district.json")))
+    assert 'last("tier_mbps") AS "tier" FROM "school_status"' in district
+    assert '"tier" = 1000' in district and '"tier" = 0' in district

@@ -1,0 +1,87 @@
+"""The measurements the collector writes itself, declared once: names, tags, fields and types.
+
+Agents' sample kinds are declared in ``common/wire.py`` (``KINDS``); these are the collector's
+own points. The writers (rules/results.py, dashboard_feed.py, validate.py), the report's reader
+(reports/load.py) and the dashboards (dashboards/boards/*) take names from here, and tests check
+every written point and every dashboard query against these declarations. Numbers are written
+as floats (storage/lineprotocol.py), so ``number`` fields are floats in InfluxDB.
+
+Imports nothing from the collector: the dashboards build from it without the collector's
+dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+
+FieldType = Literal["number", "bool", "string"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measurement: its name, tag keys and fields with their types."""
+
+    name: str
+    tags: frozenset[str]
+    fields: Mapping[str, FieldType]
+    doc: str
+
+    def field(self, name: str) -> str:
+        """``name``, checked to be one of this measurement's fields (KeyError if not)."""
+        if name not in self.fields:
+            raise KeyError(f"{self.name} has no field {name!r}")
+        return name
+
+    def tag(self, name: str) -> str:
+        """``name``, checked to be one of this measurement's tag keys (KeyError if not)."""
+        if name not in self.tags:
+            raise KeyError(f"{self.name} has no tag {name!r}")
+        return name
+
+
+def _m(name: str, tags: str, fields: dict[str, FieldType], doc: str) -> Measurement:
+    return Measurement(name, frozenset(tags.split()), MappingProxyType(fields), doc)
+
+
+# What a district share counts (compliance ``unit``): its counts are fields named after it.
+SHARE_UNITS: Final = ("schools", "classrooms")
+
+
+def share_fields(unit: str) -> tuple[str, str, str]:
+    """The count fields of a district share: with data, met, without data."""
+    return unit, f"{unit}_met", f"{unit}_no_data"
+
+
+COMPLIANCE: Final = _m(
+    "compliance", "policy rule metric scope district school classroom",
+    {"value": "number", "target": "number", "met": "bool", "state": "string",
+     **{f: "number" for unit in SHARE_UNITS for f in share_fields(unit)}},
+    "One rule checked for one school, classroom or district (rules/results.py).")
+SCHOOL_STATUS: Final = _m(
+    "school_status", "district school category ownership",
+    {"access_state": "string", "devices_up": "number", "devices_down": "number",
+     "access_mbps": "number", "tier_mbps": "number", "per_class_mbps": "number",
+     "isp_pct": "number", "multimedia_ratio": "number", "wifi_coverage": "number",
+     "internet_up": "bool", "agents_fresh": "number", "agents": "number"},
+    "Each school at each rules pass: access_mbps is the rules' statistic (nearest-rank p90 by "
+    "default) of the window's speed tests and tier_mbps its tier, the figures the dashboards "
+    "show.")
+SCHOOL_INFO: Final = _m(
+    "school_info", "district school category ownership",
+    {"name": "string", "classes": "number", "contracted_mbps": "number", "lat": "number",
+     "lon": "number"},
+    "The inventory facts dashboards need, rewritten every interval (dashboard_feed.py).")
+AGENT_STATUS: Final = _m(
+    "agent_status", "district school agent",
+    {"online": "bool", "state": "string"},
+    "Every retained online/offline status of an agent; offline is its last will.")
+REJECT: Final = _m(
+    "schoolmon_reject", "cause collector district school agent",
+    {"count": "number", "detail": "string"},
+    "One point per rejected message, tagged with its stable cause (validate.py).")
+
+MEASUREMENTS: Final[Mapping[str, Measurement]] = MappingProxyType(
+    {m.name: m for m in (COMPLIANCE, SCHOOL_STATUS, SCHOOL_INFO, AGENT_STATUS, REJECT)})
