@@ -19,6 +19,8 @@ def plan_inventory(plan: SimulationPlan) -> Inventory:
             id=s.id, name=s.name, district=s.district, category=s.category,
             ownership=s.ownership,
             level=s.level,
+            # a county's secondary school is a junior middle school (初中): compulsory
+            levels=["primary"] if s.level == "primary" else ["junior"],
             classes=s.classes, students=s.students, contracted_mbps=s.contracted_mbps,
             timezone=timetable.timezone, timetable=timetable,
             classrooms=[Classroom(id=c.id, ordinary=c.ordinary) for c in s.classrooms],
@@ -32,7 +34,8 @@ def plan_inventory(plan: SimulationPlan) -> Inventory:
         agents.append(AgentEntry(id=s.gateway_agent, school=s.id, role="gateway"))
         agents.extend(AgentEntry(id=c.agent, school=s.id, role="classroom_pc", classroom=c.id)
                       for c in s.classrooms if c.agent)
-    districts = [District(id=d, name=f"模拟区县 {d}") for d in plan.districts]
+    districts = [District(id=d, name=f"模拟区县 {d}", region=plan.spec.region)
+                 for d in plan.districts]
     return Inventory(districts=districts, schools=schools, agents=agents)
 
 

@@ -52,6 +52,9 @@ class SimulationSpec(Strict):
 
     districts: int = Field(default=1, ge=1, le=100)
     district_prefix: str = Field(default="sim", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    # 东部/中部/西部 of the districts (the policies' regional targets); central: neither the
+    # east's "无线网络全覆盖" for every school nor a western exception.
+    region: Literal["east", "central", "west"] = "central"
     # County-level district: mostly rural schools, some urban ones in the county town.
     categories: dict[Category, float] = {"urban": 0.3, "rural": 0.5, "teaching_point": 0.2}
     # Share of schools per measured access-bandwidth tier; "none": no speed test at all.

@@ -34,7 +34,8 @@ def inventory() -> Inventory:
                             for r in rooms]}
 
     return Inventory.model_validate({
-        "districts": [{"id": "d1", "name": "one"}, {"id": "d2", "name": "two"}],
+        "districts": [{"id": "d1", "name": "one", "region": "central"},
+                      {"id": "d2", "name": "two", "region": "west"}],
         "schools": [school("s-urban", "d1", "urban", 10, ["r1", "r2"]),
                     school("s-rural", "d1", "rural", 12, ["r1", "r2"]),
                     school("s-tp", "d2", "teaching_point", 3, ["r1"])],
@@ -97,7 +98,8 @@ def collector(services: Services, influx_db: str, topic_prefix: str
         "storage": {"kind": "influxdb1", "url": services.influx_url, "database": influx_db},
         "write": {"flush_interval": "100ms", "max_retry_delay": "1s"},
     })
-    engine = RulesEngine(inventory(), load_policies(["cn-moe-2017", "cn-moe-13fyp"]),
+    engine = RulesEngine(inventory(), load_policies(["cn-moe-2017", "cn-moe-13fyp",
+                                                     "schoolmon-operations"]),
                          RulesSettings.model_validate({"stale_after": "15m"}))
     coll = Collector(config, build_writer(config), observers=[engine.observe],
                      status_observers=[engine.observe_status])
@@ -160,6 +162,7 @@ def test_samples_to_compliance_points(services: Services, influx_db: str, topic_
 
     rooms = {(k[3], k[4]): (r["value"], r["state"]) for k, r in rows.items()
              if k[0] == "multimedia_ratio" and k[1] == "classroom"}
+    # a projector that sent nothing is no data (unequipped rooms: test_compliance_by_hand.py)
     assert rooms == {("s-urban", "r1"): (100.0, "ok"), ("s-urban", "r2"): (50.0, "ok"),
                      ("s-rural", "r1"): (100.0, "ok"), ("s-rural", "r2"): (None, "no_data"),
                      ("s-tp", "r1"): (None, "no_data")}
@@ -169,10 +172,15 @@ def test_samples_to_compliance_points(services: Services, influx_db: str, topic_
 
     internet = {k[3]: r["value"] for k, r in rows.items()
                 if k[0] == "internet_connected" and k[1] == "school"}
-    assert internet == {"s-urban": 1.0, "s-rural": 0.0, "s-tp": 1.0}  # tp: by its speed test
-    fresh = {k[3]: r["value"] for k, r in rows.items()
-             if k[0] == "security_monitoring" and k[1] == "school"}
+    # tp only ran a speed test to the district's server: the education network, not internet
+    assert internet == {"s-urban": 1.0, "s-rural": 0.0, "s-tp": None}
+    ops = compliance(services.influx_url, influx_db,
+                     "\"policy\" = 'schoolmon-operations' AND scope = 'school'")
+    fresh = {k[3]: r["value"] for k, r in ops.items() if k[0] == "agents_reporting"}
     assert fresh == {"s-urban": 100.0, "s-rural": 100.0, "s-tp": 0.0}
+    edu = {k[3]: r["value"] for k, r in ops.items() if k[0] == "edu_network_up"}
+    # tp's speed test 10 min ago; the others' tests are older than rules.recent (30 min)
+    assert edu == {"s-urban": None, "s-rural": None, "s-tp": 1.0}
 
     fyp = compliance(services.influx_url, influx_db,
                      "\"policy\" = 'cn-moe-13fyp' AND scope = 'school'")
