@@ -188,7 +188,10 @@ def test_samples_to_compliance_points(services: Services, influx_db: str, topic_
             if r["state"] == "ok"} == {
         ("per_class_urban", "s-urban"): (12.0, True),
         ("per_class_rural", "s-rural"): (4.167, False),
-        ("teaching_point", "s-tp"): (3.9, True)}
+        ("teaching_point", "s-tp"): (3.9, True),
+        ("broadband_schools", "s-urban"): (120.0, True),
+        ("broadband_schools", "s-rural"): (50.0, True),
+        ("broadband_teaching_points", "s-tp"): (3.9, True)}
 
     status = influx_rows(services.influx_url, influx_db,
                          "SELECT tier_mbps, access_mbps FROM school_status GROUP BY school")
