@@ -53,6 +53,7 @@ class Directory:
             a.id: AgentInfo(a.id, a.school, self._schools[a.school].district, a.role,
                             a.classroom)
             for a in inventory.agents
+            if a.school in self._schools  # not a network node's agent (inventory networks:)
         }
         self._default_calendar = hours.calendar(None)
         self._unknown: dict[str, SchoolInfo] = {}
