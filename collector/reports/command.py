@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,14 +56,16 @@ def write_report(config: CollectorConfig, config_path: str | Path, options: Repo
     """Build the report and write ``report.html`` and ``report.csv`` into ``options.out``."""
     clock = now_ms or (lambda: int(time.time() * 1000))
     settings = rules_settings(config)
+    profile = _profile(options.policy, config_path)
     try:
         data = build_report(
             reader or InfluxReader(config.storage), options.policy, options.period,
-            profile=_profile(options.policy, config_path), inventory=inventory,
+            profile=profile, inventory=inventory,
             statistic=settings.percentile, tolerance_pct=settings.rate_tolerance_pct,
             generated_ms=clock())
     except QueryError as exc:
         raise ReportError(str(exc)) from None
+    data = with_profile(data, profile)
     if not data.summaries:
         raise ReportError(
             f"no compliance points of policy {options.policy!r} between "
@@ -75,6 +77,19 @@ def write_report(config: CollectorConfig, config_path: str | Path, options: Repo
     # utf-8-sig: Excel (common in district offices) needs the BOM to read Chinese names.
     (options.out / "report.csv").write_text(render_csv(data), encoding="utf-8-sig")
     return data
+
+
+def with_profile(data: ReportData, profile: PolicyProfile | None) -> ReportData:
+    """The report data with what the profile says of each target: deadline, source, status."""
+    if profile is None:
+        return data
+    rules = {r.id: r for r in profile.rules}
+    summaries = [
+        replace(s, rule=replace(s.rule, deadline=rule.deadline, source=rule.source,
+                                basically=rule.basically))
+        if (rule := rules.get(s.rule.id)) is not None else s
+        for s in data.summaries]
+    return replace(data, summaries=summaries, document=profile.document, status=profile.status)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

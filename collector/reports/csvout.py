@@ -8,7 +8,7 @@ import io
 from collector.reports.model import ReportData
 
 COLUMNS = ("school", "district", "category", "rule", "value", "target", "met", "state", "unit",
-           "school_name", "policy")
+           "school_name", "policy", "deadline", "status")
 
 
 def _number(value: float | None) -> str:
@@ -20,8 +20,11 @@ def render_csv(data: ReportData) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
+    deadlines = {s.rule.id: s.rule.deadline for s in data.summaries}
     for r in sorted(data.rows, key=lambda row: (row.school.id, row.rule)):
+        deadline = deadlines.get(r.rule)
         writer.writerow((r.school.id, r.school.district, r.school.category, r.rule,
                          _number(r.value), _number(r.target), "true" if r.met else "false",
-                         r.state, r.unit, r.school.name, data.policy))
+                         r.state, r.unit, r.school.name, data.policy,
+                         "" if deadline is None else deadline, data.status or ""))
     return out.getvalue()

@@ -51,7 +51,7 @@ def fmt_value(value: float | None, unit: str, lab: Labels) -> str:
 
 def _summary_table(data: ReportData, lang: str, lab: Labels) -> str:
     head = (f"<tr><th>{lab.rule}</th><th>{lab.share}</th><th>{lab.counted}</th>"
-            f"<th>{lab.target}</th><th></th></tr>")
+            f"<th>{lab.target}</th><th>{lab.deadline}</th><th></th></tr>")
     rows = []
     for s in data.summaries:
         share = s.share_pct
@@ -60,6 +60,8 @@ def _summary_table(data: ReportData, lang: str, lab: Labels) -> str:
                   f'<span class="ok">{lab.reached}</span>' if s.reaches_target else
                   f'<span class="miss">{lab.not_reached}</span>')
         no_data = f" ({lab.no_data}: {s.no_data})" if s.no_data else ""
+        target = f"{s.target_pct:.0f} %" + (f" ({lab.basically})" if s.rule.basically else "")
+        deadline = DASH if s.rule.deadline is None else str(s.rule.deadline)
         rows.append(
             f'<tr data-rule="{escape(s.rule.id)}" data-share="'
             f'{"" if share is None else f"{share:.1f}"}" data-met="{s.met}" '
@@ -67,8 +69,26 @@ def _summary_table(data: ReportData, lang: str, lab: Labels) -> str:
             f'<br><span class="note">{escape(s.rule.id)}</span></td>'
             f'<td class="num">{DASH if share is None else f"{share:.1f} %"}</td>'
             f'<td class="num">{s.met} / {s.counted} {unit}{escape(no_data)}</td>'
-            f'<td class="num">{s.target_pct:.0f} %</td><td>{status}</td></tr>')
+            f'<td class="num">{escape(target)}</td>'
+            f'<td class="num" data-deadline="{escape(deadline)}">{deadline}</td>'
+            f"<td>{status}</td></tr>")
     return f'<table class="summary">{head}{"".join(rows)}</table>'
+
+
+def _sources(data: ReportData, lang: str, lab: Labels) -> str:
+    """Each target with its deadline and the whole sentence it comes from."""
+    status = lab.statuses.get(data.status or "", data.status or DASH)
+    head = (f'<p class="meta" id="document">{lab.document}: {escape(data.document or DASH)} · '
+            f'<span id="status" data-status="{escape(data.status or "")}">'
+            f"{escape(status)}</span></p>")
+    rows = "".join(
+        f'<tr data-rule="{escape(s.rule.id)}"><td>'
+        f"{escape(rule_name(s.rule.id, s.rule.title, lang))}</td>"
+        f'<td class="num">{DASH if s.rule.deadline is None else s.rule.deadline}</td>'
+        f'<td class="source">{escape(s.rule.source) or DASH}</td></tr>'
+        for s in data.summaries)
+    return (f'{head}<table class="sources"><tr><th>{lab.rule}</th><th>{lab.deadline}</th>'
+            f"<th>{lab.source}</th></tr>{rows}</table>")
 
 
 def _tiers(data: ReportData, lab: Labels) -> str:
@@ -131,7 +151,9 @@ def render_html(data: ReportData, language: str) -> str:
     zone = ZoneInfo(data.period.tz)
     generated = dt.datetime.fromtimestamp(data.generated_ms / 1000, zone)
     period = f"{data.period.first.isoformat()} {DASH} {data.period.last.isoformat()}"
-    meta = (f"{lab.policy}: {escape(data.policy_title)} ({escape(data.policy)}) · "
+    status = lab.statuses.get(data.status or "", "")
+    meta = (f"{lab.policy}: {escape(data.policy_title)} ({escape(data.policy)})"
+            f"{f' [{escape(status)}]' if status else ''} · "
             f"{lab.period}: {period} ({escape(data.period.tz)}) · "
             f'{lab.schools}: <span id="school-count">{len(data.schools)}</span> · '
             f"{lab.generated}: {generated:%Y-%m-%d %H:%M}")
@@ -144,6 +166,7 @@ def render_html(data: ReportData, language: str) -> str:
         f"<title>{escape(lab.title)} · {escape(data.policy)}</title><style>{CSS}</style>"
         f'</head><body><h1>{escape(lab.title)}</h1><p class="meta">{meta}</p>'
         f'<h2>{lab.summary_title}</h2>{_summary_table(data, lang, lab)}'
+        f'<h2>{lab.targets_title}</h2><div id="sources">{_sources(data, lang, lab)}</div>'
         f'<h2>{lab.tiers_title}</h2><div id="tiers">{_tiers(data, lab)}</div>'
         f'<h2>{lab.shares_title}</h2><div id="shares">{_shares(data.summaries, lang, lab)}</div>'
         f'<h2>{lab.trend_title}</h2><div id="trend">{_trend(data, lang, lab)}</div>'

@@ -46,6 +46,12 @@ class Labels:
     reached: str
     not_reached: str
     categories: dict[str, str]
+    deadline: str
+    source: str
+    document: str
+    targets_title: str
+    basically: str
+    statuses: dict[str, str]
 
 
 LABELS: Final[dict[str, Labels]] = {
@@ -60,7 +66,12 @@ LABELS: Final[dict[str, Labels]] = {
         value="数值", met="达标", counted="统计数", no_data="无数据", yes="是", no="否",
         unit_schools="所学校", unit_classrooms="间教室", reached="已达到目标",
         not_reached="未达到目标",
-        categories={"urban": "城镇", "rural": "农村", "teaching_point": "教学点"}),
+        categories={"urban": "城镇", "rural": "农村", "teaching_point": "教学点"},
+        deadline="期限", source="原文", document="文件", targets_title="指标来源与期限",
+        basically="基本（原文未定比例）",
+        statuses={"work_points": "年度工作要点", "plan": "规划", "draft_for_comment":
+                  "征求意见稿（非正式文件）", "news_summary": "新闻报道的摘要（非原文）",
+                  "standard": "标准", "operational": "schoolmon 运行规则（非政策文件）"}),
     "en": Labels(
         title="Education ICT compliance report", policy="Policy", period="Period",
         generated="Generated", schools="Schools", tiers_title="Schools per access-bandwidth tier",
@@ -73,7 +84,15 @@ LABELS: Final[dict[str, Labels]] = {
         value="Value", met="Met", counted="Counted", no_data="no data", yes="yes", no="no",
         unit_schools="schools", unit_classrooms="classrooms", reached="target reached",
         not_reached="target not reached",
-        categories={"urban": "urban", "rural": "rural", "teaching_point": "teaching point"}),
+        categories={"urban": "urban", "rural": "rural", "teaching_point": "teaching point"},
+        deadline="Deadline", source="Source (whole sentence)", document="Document",
+        targets_title="Targets: source and deadline",
+        basically="basically (no exact share stated)",
+        statuses={"work_points": "annual work points", "plan": "plan",
+                  "draft_for_comment": "draft for comment (not an issued document)",
+                  "news_summary": "a news site's summary (not the document itself)",
+                  "standard": "standard",
+                  "operational": "schoolmon's own operational rule (no policy document)"}),
 }
 
 # English names of the rule ids of the shipped profiles (their titles are Chinese).
@@ -87,7 +106,17 @@ RULE_NAMES_EN: Final[dict[str, str]] = {
     "multimedia_ratio": "Classrooms with working multimedia equipment",
     "all_classrooms_school": "Schools with every classroom equipped",
     "wireless_campus": "Classrooms with usable Wi-Fi",
-    "security_monitoring": "Every agent reporting",
+    "agents_reporting": "Every agent reporting (ours)",
+    "edu_network_up": "Education network reachable (ours)",
+    "banbantong": "Every class with working multimedia (班班通)",
+    "city_egress_40g": "City network internet egress >= 40 Gbit/s",
+    "district_link_10g": "City network link to each district >= 10 Gbit/s",
+    "multimedia_compulsory": "Compulsory-education classrooms with multimedia",
+    "resource_platforms": "National and provincial resource platforms reachable",
+    "demonstration_broadband": "Demonstration schools on broadband (2018)",
+    "demonstration_multimedia": "Demonstration-school classrooms with multimedia (2018)",
+    "broadband_schools": "Every school on broadband",
+    "broadband_teaching_points": "Qualified teaching points on broadband",
 }
 
 

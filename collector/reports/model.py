@@ -82,6 +82,9 @@ class RuleInfo:
     threshold: float | None = None
     share_target: float | None = None  # percent; None: no district share stated
     unit: str = ""  # of the metric: Mbit/s, %, 0/1
+    deadline: int | None = None  # the year the document sets
+    source: str = ""  # the document's whole sentence
+    basically: bool = False  # "基本": no exact share stated
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class ReportData:
     trend: dict[str, list[TrendPoint]] = field(default_factory=dict)
     generated_ms: int = 0
     percentile: str = "p90"
+    document: str = ""  # the source document, as the profile cites it
+    status: str | None = None  # work_points, plan, draft_for_comment, news_summary, ...
 
     @property
     def misses(self) -> list[SchoolRuleRow]:

@@ -378,6 +378,11 @@ def test_every_verdict_as_computed_by_hand(
                     f'data-counted="{counted}"') in html, rule
     for tier, n in TIERS.items():
         assert f'data-tier="{tier}">{n}<' in html, tier
+    # Each target's deadline, the document's status and the whole source sentence.
+    assert {(r["deadline"], r["status"]) for r in rows} == {("2017", "work_points")}
+    assert '<span id="status" data-status="work_points">annual work points</span>' in html
+    assert 'data-deadline="2017"' in html and "多媒體教室占普通教室比例達到80%" in html
+    assert "basically (no exact share stated)" in html  # 基本實現...互聯網全覆蓋
 
     rows, html = report(config_path, "cn-moe-13fyp", tmp_path / "fyp")
     csv_rows = {(r["school"], r["rule"]): r for r in rows}
@@ -389,6 +394,8 @@ def test_every_verdict_as_computed_by_hand(
         assert r["met"] == ("true" if expected is not None and expected[1] else "false"), r
         assert r["value"] == "" if expected is None else float(r["value"]) == pytest.approx(
             expected[0], abs=1e-4), r
+    assert {(r["deadline"], r["status"]) for r in rows} == {("2020", "draft_for_comment")}
+    assert "draft for comment (not an issued document)" in html
     for (policy, rule), (counted, met, _none, share, _r) in EXPECTED_SHARE.items():
         if policy == "cn-moe-13fyp":
             assert (f'data-rule="{rule}" data-share="{share:.1f}" data-met="{met}" '
