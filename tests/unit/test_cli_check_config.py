@@ -188,3 +188,14 @@ def test_subprocess(tmp_path: Path) -> None:
         "SCHOOLMON_SSH_PASSWORD is not set",
         f"{broken}: agent.nickname: unknown key",
     ]
+
+
+def test_profile_naming_an_unknown_attribute(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    """A policy rule filtering on an attribute the inventory does not have: one line, exit 2."""
+    profile = variant(tmp_path, CONFIGS / "policies" / "cn-moe-13fyp.yaml",
+                      "applies_to: {category: [rural], qualified: true}",
+                      "applies_to: {category: [rural], conditions: true}", "mine.yaml")
+    code, out, err = check(capsys, profile)
+    assert (code, out) == (2, [])
+    assert err == [f"{profile}: rules.3.applies_to.conditions: unknown key"]

@@ -144,3 +144,17 @@ def test_model_validate_directly() -> None:
     """A minimal inventory: one district, no schools."""
     inv = Inventory.model_validate({"districts": [{"id": "d1", "name": "D"}]})
     assert inv.schools == [] and inv.agents == []
+
+
+def test_network_nodes(tmp_path: Path, example: dict[str, Any]) -> None:
+    """A network node needs a known district; its agent has no classroom; ids stay unique."""
+    bad_district = copy.deepcopy(example)
+    bad_district["networks"][0]["district"] = "nope"
+    assert problems(tmp_path, bad_district) == ["networks.0.district: unknown district "
+                                                "'nope'"]
+    room = copy.deepcopy(example)
+    room["agents"][-1]["classroom"] = "301"
+    assert problems(tmp_path, room) == [f"(top): agents.{len(room['agents']) - 1}.classroom: "
+                                        "a network node has no classrooms"]
+    example["networks"][0]["id"] = "gz-th-001"
+    assert problems(tmp_path, example) == ["(top): duplicate school or network id 'gz-th-001'"]
