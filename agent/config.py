@@ -33,6 +33,8 @@ class PublishSettings(Strict):
     """Delivery tuning; the defaults suit a school gateway."""
 
     ack_timeout: Duration = 60.0  # resend a batch the collector has not acked by then
+    # Each further resend of one batch waits twice as long as the last, up to this.
+    resend_max: Duration = 600.0
     max_inflight: int = Field(default=20, ge=1, le=1000)
     flush_interval: Duration = 1.0
     reconnect_min: Duration = 1.0

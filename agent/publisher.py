@@ -4,23 +4,37 @@ paho-mqtt 2.x, MQTT v5, QoS 1, clean_start false with a session expiry, last wil
 (retained) on the status topic, "online" (retained) after each connect.  paho reconnects by
 itself with a capped backoff.  A batch is re-published when its ack has not come within
 ``ack_timeout``: that is what recovers batches a collector died holding (Mosquitto does not
-hand those to another member of the share group).
+hand those to another member of the share group).  Each further resend of the same batch waits
+twice as long (up to ``resend_max``), so a slow store is not hammered by the same batches.
+
+A batch the collector names as ``rejected`` in an ack is one it will never accept: it leaves
+the spool, counted as dropped, so it cannot block delivery.  No spool error ends the agent or
+paho's network thread: callbacks log it (once until the spool works again) and carry on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 from typing import Any
 
 from agent.config import AgentConfig
 from agent.probes.base import WallClockMs, wall_clock_ms
-from agent.spool import Spool
+from agent.spool import Spool, SpoolWriteError
 from common.mqtt import connect_async, make_client
 from common.wire import Topics, WireError, decode_ack, wrap_envelope
 
 log = logging.getLogger(__name__)
+
+# What a spool call can raise: disk full or read-only, the file gone, the spool closed.
+SPOOL_ERRORS = (SpoolWriteError, sqlite3.Error, RuntimeError, OSError)
+
+
+def resend_wait_ms(attempts: int, ack_timeout_ms: int, cap_ms: int) -> int:
+    """How long a batch sent ``attempts`` times waits for its ack: timeout x 2^(n-1), capped."""
+    return min(ack_timeout_ms << min(max(attempts - 1, 0), 32), max(cap_ms, ack_timeout_ms))
 
 
 class Publisher:
@@ -36,7 +50,9 @@ class Publisher:
         self.connected = threading.Event()
         self.acked_batches = 0
         self.published_batches = 0
+        self.rejected_batches = 0
         self._client: Any = None
+        self._spool_failing = False
 
     def start(self) -> None:
         """Begin connecting in the background."""
@@ -78,7 +94,8 @@ class Publisher:
         client.subscribe(self.topics.ack(self.who), qos=1)
         client.publish(self.topics.status(self.who), b"online", qos=1, retain=True)
         # Whatever was in flight before the break may be lost with the broker: send again.
-        self.spool.mark_unsent()
+        with self._spool_call("mark_unsent"):
+            self.spool.mark_unsent()
         self.connected.set()
 
     def _on_disconnect(self, _client: Any, _userdata: object, _flags: object, reason: Any,
@@ -87,13 +104,41 @@ class Publisher:
             log.warning("disconnected from broker: %s; will reconnect", reason)
         self.connected.clear()
 
+    @contextlib.contextmanager
+    def _spool_call(self, what: str) -> Any:
+        """Run a spool call; an error is logged (once until the spool works again), not raised:
+        raised in paho's thread it would end the network loop, in pump the agent."""
+        try:
+            yield
+        except SPOOL_ERRORS as exc:
+            if not self._spool_failing:
+                log.error("spool %s failed (will retry; logged once): %s", what, exc)
+            self._spool_failing = True
+        else:
+            if self._spool_failing:
+                log.warning("spool works again (%s)", what)
+            self._spool_failing = False
+
     def _on_message(self, _client: Any, _userdata: object, msg: Any) -> None:
         try:
-            ranges = decode_ack(msg.payload).acked
+            ack = decode_ack(msg.payload)
         except WireError as exc:
             log.warning("ignored a malformed ack: %s", exc)
             return
-        self.acked_batches += self.spool.ack(ranges)
+        if ack.acked:
+            with self._spool_call("ack"):
+                self.acked_batches += self.spool.ack(ack.acked)
+        for seq, cause in ack.rejected:
+            with self._spool_call("reject"):
+                samples = self.spool.reject([seq])
+                self.rejected_batches += 1
+                log.error("collector rejected batch %d (%d samples) for good: %s; dropped",
+                          seq, samples, cause)
+
+    def resend_wait_ms(self, attempts: int) -> int:
+        """The wait for the ack of a batch sent ``attempts`` times (capped exponential)."""
+        cfg = self.config.publish
+        return resend_wait_ms(attempts, int(cfg.ack_timeout * 1000), int(cfg.resend_max * 1000))
 
     def pump(self) -> int:
         """Publish due batches (new, or not acked in time); returns how many went out."""
@@ -102,17 +147,23 @@ class Publisher:
             return 0
         now = self.clock_ms()
         timeout_ms = int(self.config.publish.ack_timeout * 1000)
-        room = self.config.publish.max_inflight - self.spool.in_flight(now - timeout_ms)
-        batches = self.spool.due(room, now - timeout_ms)
-        sent = []
-        topic = self.topics.data(self.who)
-        for batch in batches:
-            payload = wrap_envelope(self.who, batch.seq, now, batch.payload)
-            info = client.publish(topic, payload, qos=1)
-            if info.rc != 0:  # not connected any more; the batch stays due
-                break
-            sent.append(batch.seq)
-        if sent:
-            self.spool.mark_sent(sent, now)
-            self.published_batches += len(sent)
+
+        def extra_wait(attempts: int) -> int:
+            return self.resend_wait_ms(attempts) - timeout_ms
+
+        sent: list[int] = []
+        with self._spool_call("read"):
+            room = (self.config.publish.max_inflight
+                    - self.spool.in_flight(now - timeout_ms, extra_wait))
+            batches = self.spool.due(room, now - timeout_ms, extra_wait)
+            topic = self.topics.data(self.who)
+            for batch in batches:
+                payload = wrap_envelope(self.who, batch.seq, now, batch.payload)
+                info = client.publish(topic, payload, qos=1)
+                if info.rc != 0:  # not connected any more; the batch stays due
+                    break
+                sent.append(batch.seq)
+            if sent:
+                self.spool.mark_sent(sent, now)
+                self.published_batches += len(sent)
         return len(sent)

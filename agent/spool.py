@@ -2,20 +2,32 @@
 
 SQLite in WAL mode with ``synchronous=FULL``: a batch that ``append`` returned for survives a
 power cut or SIGKILL.  The batch id is an AUTOINCREMENT rowid, so it doubles as the envelope's
-``seq``: it increases for the life of the spool file and is never reused after deletes.  The
-spool is bounded by bytes and by age; when over, the oldest batches go first and the samples
-they held are added to ``dropped_total`` (kept in the same database, so the count is exact
-across restarts).
+``seq``: it increases for the life of the spool file and is never reused after deletes.
+
+Bounds: payload bytes, age, and the file on disk (SQLite's pages in use plus the WAL, which is
+checkpointed every ``_WAL_LIMIT`` bytes and truncated back to that size, so it cannot grow to
+fill the disk).  When over, the oldest batches go first.  A disk that fills up anyway (other
+files, a small card) is a counted event, never a crash: on SQLITE_FULL the oldest batches are
+evicted to make room and the append is retried; a batch that still cannot be stored is dropped.
+Every dropped sample is added to ``dropped_total``, kept in the database; a drop that could not
+be written (the disk was full) is held in memory and folded into the next transaction that
+succeeds.  ``_RESERVE`` bytes are kept allocated in a file beside the spool and given back to
+the file system when the disk is full, so that next transaction (evictions, the count, a
+checkpoint) has room: the count is exact across restarts unless the agent dies in the moment
+between a failed write and the release of the reserve.
+
+Delivery state (sent when, how many times) lives in memory only: a restarted agent sends every
+batch again anyway, and not writing it keeps the disk-full path free of writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +41,23 @@ CREATE TABLE IF NOT EXISTS batch (
     created_ms INTEGER NOT NULL,
     samples    INTEGER NOT NULL,
     payload    BLOB    NOT NULL,
-    sent_ms    INTEGER            -- NULL: not sent since created or since the last reconnect
+    sent_ms    INTEGER            -- unused since delivery state moved to memory; kept for old files
 );
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counter VALUES ('dropped_total', 0);
+INSERT OR IGNORE INTO counter VALUES ('rejected_total', 0);
 """
+_WAL_LIMIT = 256 * 1024  # checkpoint and truncate the WAL at this size
+_RESERVE = 256 * 1024  # room for the writes that free space on a full disk
+_MIN_FILE_BOUND = 1024 * 1024  # below this the file bound would evict a spool's first pages
+_RESERVE_RETRY_MS = 60_000
+_FULL_LOG_EVERY_MS = 60_000
+
+NoWait = Callable[[int], int]
+
+
+def _no_extra_wait(_attempts: int) -> int:
+    return 0
 
 
 class SpoolWriteError(Exception):
@@ -56,6 +80,18 @@ class SpoolStats:
     depth: int
     bytes: int
     dropped_total: int
+    rejected_total: int = 0
+
+
+@dataclass
+class _Sent:
+    sent_ms: int
+    attempts: int
+
+
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.Error) and (
+        getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc))
 
 
 class Spool:
@@ -64,47 +100,67 @@ class Spool:
     def __init__(self, path: str | Path, max_bytes: int, max_age_s: float,
                  clock_ms: WallClockMs = wall_clock_ms) -> None:
         self.path = Path(path)
+        self.reserve_path = self.path.with_name(self.path.name + "-reserve")
         self.max_bytes = max_bytes
+        self.file_bound = max(max_bytes, _MIN_FILE_BOUND)
         self.max_age_ms = int(max_age_s * 1000)
         self.clock_ms = clock_ms
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._bytes = 0
+        self._sent: dict[int, _Sent] = {}
+        self._pending: dict[str, int] = {"dropped_total": 0, "rejected_total": 0}
+        self._reserve_tried_ms: int | None = None
+        self._full_logged_ms: int | None = None
+        self._full_evicted = 0
 
     def open(self) -> Spool:
         """Create or open the database file (and its directory, private to this user)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except OSError as exc:
+            raise SpoolWriteError(f"cannot open spool {self.path}: {exc}") from None
+        try:
+            db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            if not _is_full(exc) or not self._release_reserve():
+                raise SpoolWriteError(f"cannot open spool {self.path}: {exc}") from None
+            try:  # an agent must start on a full spool and deliver what it holds
+                db = self._connect()
+            except (OSError, sqlite3.Error) as exc2:
+                raise SpoolWriteError(f"cannot open spool {self.path}: {exc2}") from None
+        self._db = db
+        self._bytes = self._payload_bytes()
+        self._sent.clear()
+        self._make_reserve()
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            # Before the first table, or it has no effect: lets a full disk get space back.
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise SpoolWriteError(f"cannot open spool {self.path}: {exc}") from None
-        self._db = db
-        self._bytes = int(db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch")
-                          .fetchone()[0])
-        # Anything marked sent by a previous run was never acked: send it again.
-        db.execute("UPDATE batch SET sent_ms = NULL WHERE sent_ms IS NOT NULL")
-        return self
+            db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+            page = int(db.execute("PRAGMA page_size").fetchone()[0])
+            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_LIMIT // page}")
+            if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'counter'"
+                          ).fetchone()[0] == 0 or db.execute(
+                    "SELECT COUNT(*) FROM counter").fetchone()[0] < 2:
+                db.executescript(_SCHEMA)  # writes only when something is missing
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             if self._db is not None:
+                self._flush_pending()
                 self._db.close()
                 self._db = None
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -113,100 +169,254 @@ class Spool:
             raise RuntimeError("spool is not open")
         return self._db
 
-    def append(self, payload: bytes, samples: int) -> int:
-        """Store a batch durably and return its seq; evicts the oldest when over the bounds."""
-        now = self.clock_ms()
-        if self._db is None:
-            raise SpoolWriteError(f"spool {self.path} is not open")
+    def _payload_bytes(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch")
+                   .fetchone()[0])
+
+    # --- the reserve: disk space set aside for the writes that make room on a full disk ---
+
+    def _make_reserve(self) -> None:
+        self._reserve_tried_ms = self.clock_ms()
+        if self.reserve_path.exists():
+            return
         try:
-            with self._transaction() as db:  # the row and any eviction together
-                cur = db.execute(
-                    "INSERT INTO batch (created_ms, samples, payload) VALUES (?, ?, ?)",
-                    (now, samples, payload),
-                )
-                self._bytes += len(payload)
-                self._evict(now)
-        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: closed meanwhile
-            with self._lock, contextlib.suppress(sqlite3.Error, RuntimeError):
-                self._bytes = int(self.db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch").fetchone()[0])
-            raise SpoolWriteError(f"spool {self.path}: {exc}") from None
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, _RESERVE)
+            finally:
+                os.close(fd)
+        except OSError:  # no room for it now: try again later
+            with contextlib.suppress(OSError):
+                self.reserve_path.unlink()
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except OSError:
+            return False
+        return True
+
+    def _checkpoint(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # --- writes ---
+
+    def _write(self, body: Callable[[sqlite3.Connection], int]) -> int:
+        """Run ``body`` in one transaction with the pending counts; on a full disk, checkpoint
+        (the WAL gives its space back) and try once more.  The reserve is not touched here:
+        only ``_make_room`` may use it, and it shrinks the file before taking it back."""
+        for attempt in range(2):
+            db = self.db
+            pending = dict(self._pending)  # what the body adds is undone with a rollback
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(db)
+                    for name, n in self._pending.items():
+                        if n:
+                            db.execute("UPDATE counter SET value = value + ? WHERE name = ?",
+                                       (n, name))
+                    db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                self._pending = pending
+                self._bytes = self._payload_bytes_or_keep()
+                if attempt == 0 and _is_full(exc):
+                    self._checkpoint()
+                    continue
+                raise
+            self._pending = dict.fromkeys(self._pending, 0)
+            return result
+        raise AssertionError("unreachable")
+
+    def _payload_bytes_or_keep(self) -> int:
+        try:
+            return self._payload_bytes()
+        except sqlite3.Error:
+            return self._bytes
+
+    def _flush_pending(self) -> None:
+        if any(self._pending.values()):
+            with contextlib.suppress(sqlite3.Error, RuntimeError):
+                self._write(lambda _db: 0)
+
+    def append(self, payload: bytes, samples: int) -> int:
+        """Store a batch durably and return its seq; evicts the oldest when over the bounds.
+
+        On a full disk the oldest batches are evicted until this one fits; if it never does,
+        its samples are counted as dropped and SpoolWriteError is raised.
+        """
+        now = self.clock_ms()
+        with self._lock:
+            if self._db is None:
+                self._pending["dropped_total"] += samples  # reported by stats() while open
+                raise SpoolWriteError(f"spool {self.path} is not open")
+            step = 1
+            while True:
+                try:
+                    seq = self._write(lambda db: self._insert(db, now, payload, samples))
+                    break
+                except sqlite3.Error as exc:
+                    if not (_is_full(exc) and self._make_room(step)):
+                        self._pending["dropped_total"] += samples
+                        raise SpoolWriteError(f"spool {self.path}: {exc}; {samples} samples "
+                                              "dropped (counted in dropped_total)") from None
+                    step *= 2
+            if self._reserve_tried_ms is None or now - self._reserve_tried_ms > _RESERVE_RETRY_MS:
+                self._make_reserve()
+        return seq
+
+    def _depth(self) -> int:
+        try:
+            return int(self.db.execute("SELECT COUNT(*) FROM batch").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    def _make_room(self, batches: int) -> int:
+        """Free space on a full disk: the reserve, the WAL, then the oldest ``batches`` in a
+        transaction of their own (small, so it fits where a big one would not)."""
+        self._release_reserve()
+        self._checkpoint()
+        try:
+            rows = self.db.execute("SELECT seq, samples, LENGTH(payload) FROM batch "
+                                   "ORDER BY seq LIMIT ?", (batches,)).fetchall()
+            if rows:
+                self._write(lambda db: self._drop_rows(db, rows))
+            # Hand the freed pages back to the file system (the file shrinks at the checkpoint).
+            self.db.execute("PRAGMA incremental_vacuum")
+        except sqlite3.Error:
+            return 0
+        self._checkpoint()
+        self._make_reserve()
+        self._full_evicted += sum(r[1] for r in rows)
+        now = self.clock_ms()
+        if self._full_logged_ms is None or now - self._full_logged_ms >= _FULL_LOG_EVERY_MS:
+            # One line a minute, not one per batch: a full disk lasts.
+            self._full_logged_ms = now
+            log.warning("spool %s: disk full; evicting the oldest batches to make room "
+                        "(%d samples so far, counted in dropped_total)",
+                        self.path, self._full_evicted)
+        return len(rows)
+
+    def _insert(self, db: sqlite3.Connection, now: int, payload: bytes, samples: int) -> int:
+        cur = db.execute("INSERT INTO batch (created_ms, samples, payload) VALUES (?, ?, ?)",
+                         (now, samples, payload))
+        self._bytes += len(payload)
+        self._evict(db, now)
         return int(cur.lastrowid or 0)
 
-    def _evict(self, now_ms: int) -> None:
-        dropped = 0
-        for seq, n, size in self.db.execute(
+    def _drop_rows(self, db: sqlite3.Connection, rows: list[tuple[int, int, int]]) -> int:
+        db.executemany("DELETE FROM batch WHERE seq = ?", [(r[0],) for r in rows])
+        self._pending["dropped_total"] += sum(r[1] for r in rows)
+        self._bytes -= sum(r[2] for r in rows)
+        for r in rows:
+            self._sent.pop(r[0], None)
+        return len(rows)
+
+    def _file_bytes(self, db: sqlite3.Connection) -> int:
+        used = (int(db.execute("PRAGMA page_count").fetchone()[0])
+                - int(db.execute("PRAGMA freelist_count").fetchone()[0]))
+        return used * int(db.execute("PRAGMA page_size").fetchone()[0]) + _WAL_LIMIT + _RESERVE
+
+    def _evict(self, db: sqlite3.Connection, now_ms: int) -> None:
+        before = self._pending["dropped_total"]
+        self._drop_rows(db, db.execute(
             "SELECT seq, samples, LENGTH(payload) FROM batch WHERE created_ms < ? ORDER BY seq",
-            (now_ms - self.max_age_ms,),
-        ).fetchall():
-            self.db.execute("DELETE FROM batch WHERE seq = ?", (seq,))
-            dropped += n
-            self._bytes -= size
-        while self._bytes > self.max_bytes:
-            row = self.db.execute(
-                "SELECT seq, samples, LENGTH(payload) FROM batch ORDER BY seq LIMIT 1"
-            ).fetchone()
-            if row is None:
+            (now_ms - self.max_age_ms,)).fetchall())
+        while self._bytes > self.max_bytes or self._file_bytes(db) > self.file_bound:
+            rows = db.execute("SELECT seq, samples, LENGTH(payload) FROM batch ORDER BY seq "
+                              "LIMIT 1").fetchall()
+            if not rows:
                 break
-            self.db.execute("DELETE FROM batch WHERE seq = ?", (row[0],))
-            dropped += row[1]
-            self._bytes -= row[2]
-        if dropped:
-            self.db.execute(
-                "UPDATE counter SET value = value + ? WHERE name = 'dropped_total'", (dropped,)
-            )
-            log.warning("spool over its bounds: dropped the %d oldest samples", dropped)
+            self._drop_rows(db, rows)
+        if self._pending["dropped_total"] > before:
+            log.warning("spool over its bounds: dropped the %d oldest samples",
+                        self._pending["dropped_total"] - before)
 
-    def due(self, limit: int, resend_before_ms: int) -> list[Batch]:
-        """Oldest batches never sent, or sent before ``resend_before_ms`` and still not acked."""
+    def ack(self, ranges: list[tuple[int, int]]) -> int:
+        """Delete acknowledged batches; returns how many were deleted."""
+        with self._lock:
+            return self._write(lambda db: self._delete_ranges(db, ranges))
+
+    def _delete_ranges(self, db: sqlite3.Connection, ranges: list[tuple[int, int]]) -> int:
+        removed = 0
+        for first, last in ranges:
+            size = db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch "
+                              "WHERE seq BETWEEN ? AND ?", (first, last)).fetchone()[0]
+            removed += db.execute("DELETE FROM batch WHERE seq BETWEEN ? AND ?",
+                                  (first, last)).rowcount
+            self._bytes -= int(size)
+            for seq in [s for s in self._sent if first <= s <= last]:
+                del self._sent[seq]
+        return removed
+
+    def reject(self, seqs: list[int]) -> int:
+        """Delete batches the collector will never accept; returns their samples (dropped)."""
+        with self._lock:
+            def body(db: sqlite3.Connection) -> int:
+                rows = [r for s in seqs for r in db.execute(
+                    "SELECT seq, samples, LENGTH(payload) FROM batch WHERE seq = ?", (s,))]
+                self._drop_rows(db, rows)
+                n = sum(int(r[1]) for r in rows)
+                db.execute("UPDATE counter SET value = value + ? WHERE name = 'rejected_total'",
+                           (n,))
+                return n
+            return self._write(body)
+
+    # --- delivery state, in memory ---
+
+    def _waiting(self, seq: int, resend_before_ms: int, extra_wait: NoWait) -> bool:
+        sent = self._sent.get(seq)
+        return sent is not None and sent.sent_ms + extra_wait(sent.attempts) >= resend_before_ms
+
+    def due(self, limit: int, resend_before_ms: int,
+            extra_wait: NoWait = _no_extra_wait) -> list[Batch]:
+        """Oldest batches never sent, or sent before ``resend_before_ms`` (minus the
+        ``extra_wait`` of their attempt count: the resend backoff) and still not acked."""
+        out: list[Batch] = []
         if limit <= 0:
-            return []
+            return out
         with self._lock:
-            rows = self.db.execute(
-                "SELECT seq, samples, payload FROM batch WHERE sent_ms IS NULL OR sent_ms < ? "
-                "ORDER BY seq LIMIT ?",
-                (resend_before_ms, limit),
-            ).fetchall()
-        return [Batch(int(s), int(n), bytes(p)) for s, n, p in rows]
+            for seq, n, payload in self.db.execute(
+                    "SELECT seq, samples, payload FROM batch ORDER BY seq"):
+                if not self._waiting(seq, resend_before_ms, extra_wait):
+                    out.append(Batch(int(seq), int(n), bytes(payload)))
+                    if len(out) == limit:
+                        break
+        return out
 
-    def in_flight(self, since_ms: int) -> int:
-        """Batches sent at or after ``since_ms`` and not yet acked."""
+    def in_flight(self, since_ms: int, extra_wait: NoWait = _no_extra_wait) -> int:
+        """Batches sent and not yet due again (sent at or after ``since_ms``, plus backoff)."""
         with self._lock:
-            row = self.db.execute(
-                "SELECT COUNT(*) FROM batch WHERE sent_ms >= ?", (since_ms,)
-            ).fetchone()
-        return int(row[0])
+            return sum(self._waiting(s, since_ms, extra_wait) for s in self._sent)
 
     def mark_sent(self, seqs: list[int], now_ms: int) -> None:
-        """Record that these batches went out."""
-        with self._transaction() as db:
-            db.executemany("UPDATE batch SET sent_ms = ? WHERE seq = ?",
-                                [(now_ms, s) for s in seqs])
+        """Record that these batches went out (once more)."""
+        with self._lock:
+            for seq in seqs:
+                prev = self._sent.get(seq)
+                self._sent[seq] = _Sent(now_ms, prev.attempts + 1 if prev else 1)
+
+    def attempts(self, seq: int) -> int:
+        """How often this batch was sent since the last reconnect."""
+        with self._lock:
+            sent = self._sent.get(seq)
+            return sent.attempts if sent else 0
 
     def mark_unsent(self) -> None:
         """After a reconnect: every un-acked batch is due again."""
         with self._lock:
-            self.db.execute("UPDATE batch SET sent_ms = NULL WHERE sent_ms IS NOT NULL")
-
-    def ack(self, ranges: list[tuple[int, int]]) -> int:
-        """Delete acknowledged batches; returns how many were deleted."""
-        removed = 0
-        with self._transaction():
-            for first, last in ranges:
-                size = self.db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM batch WHERE seq BETWEEN ? AND ?",
-                    (first, last),
-                ).fetchone()[0]
-                removed += self.db.execute(
-                    "DELETE FROM batch WHERE seq BETWEEN ? AND ?", (first, last)
-                ).rowcount
-                self._bytes -= int(size)
-        return removed
+            self._sent.clear()
 
     def stats(self) -> SpoolStats:
-        """Depth, bytes and dropped_total."""
+        """Depth, bytes, dropped_total (including drops not yet written) and rejected_total."""
         with self._lock:
+            counts = dict(self.db.execute("SELECT name, value FROM counter").fetchall())
             depth = int(self.db.execute("SELECT COUNT(*) FROM batch").fetchone()[0])
-            dropped = int(self.db.execute(
-                "SELECT value FROM counter WHERE name = 'dropped_total'").fetchone()[0])
-        return SpoolStats(depth, self._bytes, dropped)
+            return SpoolStats(depth, self._bytes,
+                              int(counts["dropped_total"]) + self._pending["dropped_total"],
+                              int(counts["rejected_total"]) + self._pending["rejected_total"])
