@@ -42,7 +42,8 @@ class AgentHealthProbe:
             "cpu_pct": proc.cpu_percent(interval=None),
             "spool_depth": stats.depth,
             "spool_bytes": stats.bytes,
-            "dropped_total": stats.dropped_total,
+            "dropped_total": stats.dropped_total,  # every sample lost, rejected ones included
+            "rejected_total": stats.rejected_total,  # of those, refused by a collector
             "probe_errors": self.errors(),
         })]
 

@@ -1,30 +1,50 @@
 """Runs each probe at its interval, in isolation, and puts what it returns into the spool.
 
-``schedule`` decides when a probe is due (interval with random jitter so a thousand agents do
-not poll in step); a thread pool runs it, so a slow probe never delays another.  A probe that is
+Each probe's next run is planned on the monotonic clock (interval with random jitter so a
+thousand agents do not poll in step), never on the wall clock: NTP stepping the time back or
+forward neither pauses nor bursts the probes.  (The ``schedule`` library we used before plans on
+``datetime.now()``; a step back of 60 s skipped 60 s of runs.)  The wall clock only decides
+calendar questions (school hours) and the samples' timestamps, which are made unique and
+increasing per series: a sample stamped at or before the last one of its series (the clock went
+back) gets the last timestamp + 1 ms, so it neither overwrites an older point nor goes back.
+
+A thread pool runs the probes, so a slow probe never delays another.  A probe that is
 still running when it is due again is skipped (and counted), and one that runs past its timeout
 is logged by name.  Its samples still reach the spool when it finishes: they carry their own
-timestamps, so nothing is wrong with them.
+timestamps, so nothing is wrong with them.  Samples are spooled in batches within both wire
+limits (sample count and payload bytes), so no batch is one the collector must refuse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import schedule
-
 from agent.probes.base import Probe
 from agent.spool import Spool, SpoolWriteError
 from common.timetable import Timetable
-from common.wire import MAX_SAMPLES_PER_BATCH, Sample, WireError, encode_samples
+from common.wire import (
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES_PER_BATCH,
+    Sample,
+    WireError,
+    encode_samples,
+)
 
 log = logging.getLogger(__name__)
+
+# The envelope around a samples array: ids of up to 64 characters each, seq and sent_ms of up
+# to 20 digits, the keys: under 400 bytes; 1 KiB leaves room.
+ENVELOPE_HEAD_MAX = 1024
+MIN_PERIOD_S = 0.1
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 @dataclass
@@ -53,7 +73,8 @@ class ProbeScheduler:
     def __init__(self, probes: list[ScheduledProbe], spool: Spool,
                  timetable: Timetable | None = None,
                  monotonic: Callable[[], float] = time.monotonic,
-                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC), *,
+                 rng: random.Random | None = None) -> None:
         self.probes = {p.name: p for p in probes}
         self.spool = spool
         self.timetable = timetable
@@ -64,21 +85,31 @@ class ProbeScheduler:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(probes)),
                                         thread_name_prefix="probe")
-        self._schedule = schedule.Scheduler()
+        self.rng = rng or random.Random()
+        self._next: dict[str, float] = {}  # monotonic time of each probe's next run
+        self._last_ts: dict[SeriesKey, int] = {}
+
+    def _period(self, p: ScheduledProbe) -> float:
+        return max(MIN_PERIOD_S, p.interval + self.rng.uniform(-p.jitter, p.jitter))
 
     def start(self) -> None:
-        """Register every probe with the scheduler; the first runs happen at once."""
+        """Plan every probe; the first runs happen at once."""
+        now = self.monotonic()
         for p in self.probes.values():
-            job = self._schedule.every(max(1, round(p.interval - p.jitter)))
-            if p.jitter >= 1:
-                job = job.to(round(p.interval + p.jitter))
-            job.seconds.do(self.submit, p.name)
+            self._next[p.name] = now + self._period(p)
             self.submit(p.name)
 
     def tick(self) -> None:
         """Run what is due and check timeouts; call this often."""
-        self._schedule.run_pending()
         now = self.monotonic()
+        for name, planned in list(self._next.items()):
+            if now < planned:
+                continue
+            self.submit(name)
+            # From the planned time, so runs do not drift late; from now if the agent was
+            # stopped (SIGSTOP, suspend) for longer than a period, so they do not burst.
+            after = planned + self._period(self.probes[name])
+            self._next[name] = after if after > now else now + self._period(self.probes[name])
         for p in self.probes.values():
             if (p.started is not None and not p.timed_out_logged
                     and now - p.started > p.timeout):
@@ -130,22 +161,50 @@ class ProbeScheduler:
         finally:
             p.idle.set()
 
+    def unique_times(self, samples: list[Sample]) -> list[Sample]:
+        """Samples with timestamps strictly increasing per series (kind + tags)."""
+        out = []
+        with self._lock:
+            for sample in samples:
+                key = (sample.kind, tuple(sorted(sample.tags.items())))
+                last = self._last_ts.get(key)
+                fixed = (dataclasses.replace(sample, ts_ms=last + 1)
+                         if last is not None and sample.ts_ms <= last else sample)
+                self._last_ts[key] = fixed.ts_ms
+                out.append(fixed)
+        return out
+
     def store(self, source: str, samples: list[Sample]) -> None:
-        """Spool samples in batches no larger than the wire limit."""
+        """Spool samples in batches within the wire limits (samples and bytes)."""
+        samples = self.unique_times(samples)
         for i in range(0, len(samples), MAX_SAMPLES_PER_BATCH):
             chunk = samples[i : i + MAX_SAMPLES_PER_BATCH]
             try:
-                self.spool.append(encode_samples(chunk), len(chunk))
+                parts = split_by_bytes(chunk)
             except WireError as exc:
                 with self._lock:
                     self.probe_errors += 1
                 log.error("probe %s produced an invalid sample, batch discarded: %s", source, exc)
-            except SpoolWriteError as exc:
-                with self._lock:
-                    self.spool_errors += 1
-                log.error("%s (%d samples of %s lost)", exc, len(chunk), source)
+                continue
+            for payload, n in parts:
+                try:
+                    self.spool.append(payload, n)
+                except SpoolWriteError as exc:
+                    with self._lock:
+                        self.spool_errors += 1
+                    log.error("%s (%d samples of %s lost)", exc, n, source)
 
     def shutdown(self) -> None:
         """Stop scheduling; running probes finish in the background."""
-        self._schedule.clear()
+        self._next.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def split_by_bytes(samples: list[Sample]) -> list[tuple[bytes, int]]:
+    """Encoded samples arrays, each small enough for an envelope within MAX_PAYLOAD_BYTES."""
+    payload = encode_samples(samples)
+    if len(payload) + ENVELOPE_HEAD_MAX <= MAX_PAYLOAD_BYTES or len(samples) <= 1:
+        # One sample is always small enough: the wire caps its tags, fields and strings.
+        return [(payload, len(samples))] if samples else []
+    half = len(samples) // 2
+    return split_by_bytes(samples[:half]) + split_by_bytes(samples[half:])
