@@ -110,7 +110,16 @@ INVENTORY = {
         school("s9", "teaching_point", 2, {"r1": True}),
         school("s10", "teaching_point", 2, {"r1": False}, qualified=False),
     ],
-    "agents": [{"id": f"s{n}-gw", "school": f"s{n}"} for n in range(1, 11)],
+    # The city education network: four 10G egress ports, a 10G link to hx, a 1G link to hy.
+    "networks": [{"id": "city-net", "name": "City education network", "district": DISTRICT,
+                  "level": "city", "links": [
+                      *({"device": "core", "ifname": f"x{i}", "role": "egress"}
+                        for i in range(1, 5)),
+                      {"device": "core", "ifname": "t1", "role": "district_link", "peer": "hx"},
+                      {"device": "core", "ifname": "t2", "role": "district_link",
+                       "peer": "hy"}]}],
+    "agents": [*({"id": f"s{n}-gw", "school": f"s{n}"} for n in range(1, 11)),
+               {"id": "city-snmp", "school": "city-net", "role": "server"}],
 }
 
 
@@ -175,6 +184,11 @@ def samples() -> dict[str, list[Sample]]:
         "s9": [*(st(t, 3.68) for t in TESTS), st(NOW - 15 * 60_000, 3.68, OUTSIDE),
                *up_checks("s9", "r1")],
         "s10": [*(st(t, 2.0) for t in TESTS), reach("internet", False)],
+        # the city node's own SNMP agent; s1's gateway never reports a core port
+        "city-net": [*(Sample("netdev_if", NOW - 5 * 60_000, {"device": "core", "ifname": n},
+                              {"speed_mbps": mbps, "up": True})
+                       for n, mbps in (("x1", 10000), ("x2", 10000), ("x3", 10000),
+                                       ("x4", 10000), ("t1", 10000), ("t2", 1000)))],
     }
 
 
@@ -249,7 +263,34 @@ MULTIMEDIA_ROW = {"s1": 100.0, "s2": 100.0, "s3": 50.0, "s4": 100.0, "s5": 0.0, 
                   "s7": 100.0, "s8": None, "s9": 100.0, "s10": 0.0}
 # Schools per tier of the report (p90 of the period's tests, tolerance 8 %).
 TIERS = {"none": 1, "0": 1, "4": 2, "10": 4, "100": 2, "1000": 0}
-POLICIES = ["cn-moe-2017", "cn-moe-13fyp"]
+POLICIES = ["cn-moe-2017", "cn-moe-13fyp", "guangzhou-2017", "schoolmon-operations"]
+# Guangzhou over the same week, and our operational rules. access_100m: >= 92 (100 x 0.92),
+# public and private; access_1000m: public, per school (基本: no share); the city node: egress
+# 4 x 10G = 40G (met), links to hx 10G and hy 1G: the slowest, 1000 (missed). Every agent was
+# received at 18:00 (fresh) except silent S8's; the education path within 30 min: S1 and S3
+# (hub up at 17:50), S6 (its 17:40 test to the hub), S5 (hub down).
+EXPECTED_MORE: dict[tuple[str, str], dict[str, tuple[float, bool] | None]] = {
+    ("guangzhou-2017", "access_100m"): {
+        sid: None if v is None else (v, v >= 92) for sid, v in ACCESS.items()},
+    ("guangzhou-2017", "access_1000m"): {
+        sid: None if v is None else (v, False) for sid, v in ACCESS.items()},
+    ("guangzhou-2017", "city_egress_40g"): {"city-net": (40000.0, True)},
+    ("guangzhou-2017", "district_link_10g"): {"city-net": (1000.0, False)},
+    ("guangzhou-2017", "wireless_campus"): {  # 推进: every school, no share target
+        "s1": (100.0, True), "s2": (50.0, False), "s3": None, "s4": None, "s5": (100.0, True),
+        "s6": None, "s7": (100.0, True), "s8": None, "s9": None, "s10": None},
+    ("schoolmon-operations", "agents_reporting"): {
+        **{f"s{n}": (100.0, True) for n in range(1, 11)}, "s8": (0.0, False)},
+    ("schoolmon-operations", "edu_network_up"): {
+        "s1": (1.0, True), "s2": None, "s3": (1.0, True), "s4": None, "s5": (0.0, False),
+        "s6": (1.0, True), "s7": None, "s8": None, "s9": None, "s10": None},
+}
+EXPECTED_MORE_SHARE = {
+    ("guangzhou-2017", "access_100m"): (9, 2, 1, 100 * 2 / 9, False),
+    ("guangzhou-2017", "banbantong"): (17, 13, 2, 100 * 13 / 17, False),  # target 100 %
+    ("schoolmon-operations", "agents_reporting"): (10, 9, 0, 90.0, False),
+    ("schoolmon-operations", "edu_network_up"): (4, 3, 6, 75.0, False),
+}
 
 
 @pytest.fixture
@@ -292,8 +333,9 @@ def send_week(port: int, prefix: str, engine: RulesEngine) -> None:
     wait_until(lambda: (s := engine.school_status("s1")) is not None
                and s.agents[0].status == "online", 10, "the collector's subscription")
     week = samples()
-    messages = [(topics.data(AgentIdentity(DISTRICT, sid, f"{sid}-gw")),
-                 encode_envelope(Envelope(DISTRICT, sid, f"{sid}-gw", 1, NOW, batch)), False)
+    agent = {sid: "city-snmp" if sid == "city-net" else f"{sid}-gw" for sid in week}
+    messages = [(topics.data(AgentIdentity(DISTRICT, sid, agent[sid])),
+                 encode_envelope(Envelope(DISTRICT, sid, agent[sid], 1, NOW, batch)), False)
                 for sid, batch in week.items() if batch]
     publish(port, messages)
     total = sum(len(b) for b in week.values())
@@ -318,6 +360,41 @@ def close(a: object, b: float | None) -> bool:
                                        and a == pytest.approx(b, abs=1e-9))
 
 
+Points = dict[tuple[str, str, str, str, str], dict[str, object]]
+
+
+def read_points(services: Services, db: str) -> Points:
+    """Every compliance point, by (policy, rule, scope, school, classroom)."""
+    rows = influx_rows(services.influx_url, db, "SELECT * FROM compliance GROUP BY *")
+    return {(str(p["policy"]), str(p["rule"]), str(p["scope"]), str(p.get("school") or ""),
+             str(p.get("classroom") or "")): p for p in rows}
+
+
+def check_schools(by_key: Points,
+                  expected: dict[tuple[str, str], dict[str, tuple[float, bool] | None]]) -> None:
+    """Each school-scope point as expected, and no other school (or node) checked."""
+    for (policy, rule), schools in expected.items():
+        got = {k[3]: p for k, p in by_key.items() if k[:3] == (policy, rule, "school")}
+        assert set(got) == set(schools), (rule, sorted(got))
+        for sid, want in schools.items():
+            p = got[sid]
+            if want is None:
+                assert (p["state"], p["met"], p.get("value")) == ("no_data", False, None), p
+            else:
+                assert p["state"] == "ok" and close(p["value"], want[0]), (rule, sid, p)
+                assert p["met"] is want[1], (rule, sid, p)
+
+
+def check_shares(by_key: Points,
+                 expected: dict[tuple[str, str], tuple[int, int, int, float, bool]]) -> None:
+    """Each district share: counts, share and verdict."""
+    for (policy, rule), (counted, met, no_data, share, reached) in expected.items():
+        p = by_key[(policy, rule, "district_share", "", "")]
+        unit = "classrooms" if rule in ("multimedia_ratio", "banbantong") else "schools"
+        assert (p[unit], p[f"{unit}_met"], p[f"{unit}_no_data"]) == (counted, met, no_data), rule
+        assert close(p["value"], share) and p["met"] is reached, (rule, p)
+
+
 def test_every_verdict_as_computed_by_hand(
         services: Services, influx_db: str, topic_prefix: str, tmp_path: Path,
         district: tuple[Collector, RulesEngine, Path]) -> None:
@@ -327,31 +404,15 @@ def test_every_verdict_as_computed_by_hand(
     send_week(services.mqtt_port, topic_prefix, engine)
     assert coll.write_points(engine.pass_lines(NOW))
 
-    points = influx_rows(services.influx_url, influx_db,
-                         "SELECT * FROM compliance GROUP BY *")
-    by_key = {(str(p["policy"]), str(p["rule"]), str(p["scope"]), str(p.get("school") or ""),
-               str(p.get("classroom") or "")): p for p in points}
-    for (policy, rule), schools in EXPECTED_SCHOOL.items():
-        got = {k[3]: p for k, p in by_key.items() if k[:3] == (policy, rule, "school")}
-        assert set(got) == set(schools), (rule, sorted(got))
-        for sid, expected in schools.items():
-            p = got[sid]
-            if expected is None:
-                assert (p["state"], p["met"], p.get("value")) == ("no_data", False, None), p
-            else:
-                assert p["state"] == "ok" and close(p["value"], expected[0]), (rule, sid, p)
-                assert p["met"] is expected[1], (rule, sid, p)
+    by_key = read_points(services, influx_db)
+    check_schools(by_key, EXPECTED_SCHOOL)
     rooms = {(k[3], k[4]): p for k, p in by_key.items()
              if k[:3] == ("cn-moe-2017", "multimedia_ratio", "classroom")}
     assert set(rooms) == set(ROOMS)
     for room, value in ROOMS.items():
         assert close(rooms[room].get("value"), value), (room, rooms[room])
         assert rooms[room]["met"] is (value is not None and value >= 80), room
-    for (policy, rule), (counted, met, no_data, share, reached) in EXPECTED_SHARE.items():
-        p = by_key[(policy, rule, "district_share", "", "")]
-        unit = "classrooms" if rule == "multimedia_ratio" else "schools"
-        assert (p[unit], p[f"{unit}_met"], p[f"{unit}_no_data"]) == (counted, met, no_data), rule
-        assert close(p["value"], share) and p["met"] is reached, (rule, p)
+    check_shares(by_key, EXPECTED_SHARE)
 
     # The report, as the command writes it.
     rows, html = report(config_path, "cn-moe-2017", tmp_path / "moe")
@@ -401,3 +462,29 @@ def test_every_verdict_as_computed_by_hand(
             assert (f'data-rule="{rule}" data-share="{share:.1f}" data-met="{met}" '
                     f'data-counted="{counted}"') in html, rule
     print(f"hand-computed district: {time.monotonic() - started:.1f} s")
+
+
+def test_network_node_and_operational_rules_by_hand(
+        services: Services, influx_db: str, topic_prefix: str, tmp_path: Path,
+        district: tuple[Collector, RulesEngine, Path]) -> None:
+    """Guangzhou's city-network targets on the city node's own ports, the education path and
+    agent freshness (ours), as computed by hand; the report lists the node's rows."""
+    coll, engine, config_path = district
+    send_week(services.mqtt_port, topic_prefix, engine)
+    assert coll.write_points(engine.pass_lines(NOW))
+    by_key = read_points(services, influx_db)
+    check_schools(by_key, EXPECTED_MORE)
+    check_shares(by_key, EXPECTED_MORE_SHARE)
+    # A network node is not a school: no school_status point for it.
+    status = influx_rows(services.influx_url, influx_db,
+                         "SELECT last(devices_up) FROM school_status GROUP BY school")
+    assert {str(r["school"]) for r in status} == {f"s{n}" for n in range(1, 11)}
+
+    rows, html = report(config_path, "guangzhou-2017", tmp_path / "gz")
+    node = {r["rule"]: (r["value"], r["met"]) for r in rows if r["school"] == "city-net"}
+    assert node == {"city_egress_40g": ("40000.0", "true"),
+                    "district_link_10g": ("1000.0", "false")}
+    assert 'id="school-count">10<' in html  # the node is not counted as a school
+    rows, html = report(config_path, "schoolmon-operations", tmp_path / "ops")
+    assert {(r["status"], r["deadline"]) for r in rows} == {("operational", "")}
+    assert "schoolmon&#x27;s own operational rule (no policy document)" in html
