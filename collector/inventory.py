@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from common.config import Identifier, Strict, load_model
 from common.timetable import Timetable, TimeZoneName
+from common.vocab import AgentRole, DeviceType
 
 Region = Literal["east", "central", "west"]  # 东部 / 中部 / 西部, as the national plans divide
 SchoolLevel = Literal["primary", "junior", "senior"]  # 小学 / 初中 / 高中
@@ -45,7 +46,7 @@ class Device(Strict):
 
     id: Identifier
     classroom: Identifier
-    type: Literal["projector", "panel", "pc", "display", "other"]
+    type: DeviceType
     check: Literal["pjlink", "icmp", "tcp"] = "icmp"
 
 
@@ -112,7 +113,7 @@ class AgentEntry(Strict):
 
     id: Identifier
     school: Identifier
-    role: Literal["gateway", "classroom_pc", "server"] = "gateway"
+    role: AgentRole = "gateway"
     classroom: Identifier | None = None
 
 

@@ -19,6 +19,7 @@ from agent.probes.av_checks import DEFAULT_CHECKERS, Checker, CheckError, Fields
 from agent.probes.base import ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.icmp import IcmpPermissionError
 from common.config import Duration, WithSecrets
+from common.vocab import DeviceType
 from common.wire import Sample
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ DEFAULT_PORTS = {"pjlink": 4352, "snmp": 161}
 # A checker past device_timeout by this much is given up on (its thread finishes on its own).
 GRACE_S = 2.0
 
-DeviceType = Literal["projector", "panel", "pc", "speaker", "other"]
 Method = Literal["pjlink", "icmp", "tcp", "snmp"]
 
 

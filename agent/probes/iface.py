@@ -8,9 +8,8 @@ from typing import Literal, NamedTuple
 
 from agent.probes.base import Monotonic, ProbeSettingsBase, WallClockMs
 from common.config import Duration
+from common.vocab import InterfaceRole
 from common.wire import Sample
-
-Role = Literal["wan", "lan", "wlan", "other"]
 
 
 class IfaceSettings(ProbeSettingsBase):
@@ -18,7 +17,7 @@ class IfaceSettings(ProbeSettingsBase):
 
     type: Literal["iface"]
     interval: Duration = 10.0
-    roles: dict[str, Role] = {}
+    roles: dict[str, InterfaceRole] = {}
     only_listed: bool = False  # measure only the NICs named in roles
 
     def build(self) -> IfaceProbe:

@@ -22,11 +22,11 @@ from agent.probes.base import ProbeError, ProbeSettingsBase, WallClockMs, wall_c
 from agent.probes.echo_sessions import IcmpSession, TcpSession
 from agent.probes.icmp import DEFAULT_SOCKETS, IcmpPermissionError, IcmpSockets
 from common.config import Duration, Strict
+from common.vocab import TargetRole
 from common.wire import FieldValue, Sample
 
 log = logging.getLogger(__name__)
 
-Role = Literal["gateway", "dns", "district", "internet", "device"]
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class ReachTarget(Strict):
 
     name: str = Field(min_length=1, max_length=128)
     host: str = Field(min_length=1, max_length=253)
-    role: Role
+    role: TargetRole
     method: Literal["icmp", "tcp"] = "icmp"
     port: int | None = Field(default=None, ge=1, le=65535)
 

@@ -8,9 +8,9 @@ from typing import Final
 from collector.alerts.model import Alert, AlertKey, ClearLog
 from collector.alerts.schooltime import Directory
 from collector.alerts.settings import AlertRulesSettings
+from common.vocab import UPLINK_ROLES, WAN
 from common.wire import AgentIdentity, Sample
 
-UPLINK_ROLES: Final = frozenset({"internet", "district"})
 # A reach target or WAN interface not reported for this long was removed from the agent's
 # config: it must not keep the school "up" (or "down") forever.
 STALE_MS: Final = 3600 * 1000
@@ -64,7 +64,7 @@ class NetworkWatch:
         if sample.kind == "reach" and sample.tags.get("target_role") in UPLINK_ROLES:
             name = sample.tags.get("target", "?")
             self._uplink(who, "targets", (who.agent, name), sample.ts_ms, up)
-        elif sample.kind == "iface" and sample.tags.get("role") == "wan":
+        elif sample.kind == "iface" and sample.tags.get("role") == WAN:
             name = sample.tags.get("iface", "?")
             self._uplink(who, "wans", (who.agent, name), sample.ts_ms, up)
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from common.config import Duration, Strict
 from common.timetable import TimeZoneName
+from common.vocab import AgentRole
 
 AlertName = Literal[
     "agent_offline", "internet_down", "bandwidth_low", "device_down", "projector_error",
@@ -95,7 +96,7 @@ class AlertRulesSettings(Strict):
     enabled: list[AlertName] = list(ALERT_NAMES)
     # agent_offline
     offline_after: Duration = 600.0
-    offline_any_time_roles: list[Literal["gateway", "classroom_pc", "server"]] = [
+    offline_any_time_roles: list[AgentRole] = [
         "gateway", "server"]
     # bandwidth_low
     bandwidth_target_mbps: BandwidthTargets = BandwidthTargets()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
 from common.config import Duration, Strict
 from common.figures import STATISTIC_RE
 from common.timetable import Timetable
+from common.vocab import MULTIMEDIA_TYPES, DeviceType
 
 
 def _statistic(value: str) -> str:
@@ -20,7 +21,6 @@ def _statistic(value: str) -> str:
 
 # A statistic over the samples of a window: 'p90' (nearest-rank percentile), min, max, ...
 Statistic = Annotated[str, AfterValidator(_statistic)]
-DeviceType = Literal["projector", "panel", "pc", "display", "other"]
 
 
 class RulesSettings(Strict):
@@ -34,7 +34,7 @@ class RulesSettings(Strict):
     stale_after: Duration = 900.0  # agent_fresh: no sample or status for this long: not fresh
     rate_tolerance_pct: float = Field(default=8.0, ge=0, lt=50)
     uptime_threshold_pct: float = Field(default=80.0, ge=0, le=100)
-    multimedia_types: list[DeviceType] = Field(default=["projector", "panel"], min_length=1)
+    multimedia_types: list[DeviceType] = Field(default=list(MULTIMEDIA_TYPES), min_length=1)
     # URL prefixes of speed-test servers outside the education network: a test to one of them
     # is internet evidence (internet_up); a test to any other (the district's) server only
     # shows the education network works (edu_network_up).

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from collector.inventory import School
 from collector.rules.window import BucketGeometry, RingCounter
 from common.timetable import SchoolCalendar
+from common.vocab import EDU_ROLE, INTERNET_ROLE, WLAN
 from common.wire import FieldValue, Sample
 
-# Reach roles by the network path they prove: the internet itself, or only the education
-# network (the district hub answers, the internet may not): "互联网全覆盖" needs the first.
-_INTERNET_ROLE = "internet"
-_EDU_ROLE = "district"
 _MAX_BACKBONE_PORTS = 4096
 _MAX_ROOMS = 2000
 _MAX_TARGETS = 256
@@ -210,9 +207,9 @@ class SchoolState:
     def _reach(self, s: Sample) -> None:
         up = s.fields.get("up") is True
         role = s.tags.get("target_role")
-        if role == _INTERNET_ROLE:
+        if role == INTERNET_ROLE:
             self.internet.add(s.ts_ms, up)
-        elif role == _EDU_ROLE:
+        elif role == EDU_ROLE:
             self.edu.add(s.ts_ms, up)
         name = s.tags.get("target")
         if name is not None and (name in self.targets or len(self.targets) < _MAX_TARGETS):
@@ -224,7 +221,7 @@ class SchoolState:
 
     def _link(self, classroom: str, s: Sample) -> None:
         link = _number(s.fields.get("link_mbps"))
-        if s.tags.get("role") == "wlan" or s.fields.get("up") is not True or link is None:
+        if s.tags.get("role") == WLAN or s.fields.get("up") is not True or link is None:
             return
         ts, old = self.links.get(classroom, (-1, 0.0))
         if s.ts_ms > ts:

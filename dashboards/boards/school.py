@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collector.measurements import SCHOOL_STATUS
+from common.vocab import WAN as WAN_ROLE
 from dashboards.influxql import (
     DISTRICT_VAR,
     INTERVAL,
@@ -34,7 +35,7 @@ CLASSROOM_LINK = Link("Classroom ${__value.raw}",
                       "/d/schoolmon-classroom/classroom?${district:queryparam}"
                       "&${school:queryparam}&var-classroom=${__value.raw}&${__url_time_range}")
 BY_TIME = f"GROUP BY {INTERVAL} fill(none)"
-WAN = "\"role\" = 'wan'"
+WAN = f"\"role\" = '{WAN_ROLE}'"
 ACCESS_RULES = '"rule" =~ /^access_/'
 
 

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from common.vocab import DeviceType
 from schoolmon.sim.spec import (
     TIER_BOUNDS,
     TIERS,
@@ -29,7 +30,6 @@ SPREAD = 0.92
 TOLERANCE = 0.1  # rules may accept a rate this much below a nominal target
 ISP_SHARE = 0.8  # measured >= 80 % of the contracted rate
 PER_CLASS_TARGET = {"urban": 10.0, "rural": 5.0}  # Mbit/s per class (Yunnan 13th FYP)
-DeviceType = Literal["projector", "panel", "pc"]
 OFFERINGS = (2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0, 300.0, 500.0, 1000.0,
              2000.0, 10000.0)
 

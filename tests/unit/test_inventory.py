@@ -128,8 +128,8 @@ def test_agent_in_unknown_classroom(tmp_path: Path, example: dict[str, Any]) -> 
          "schools.0.location.lat: Input should be less than or equal to 90"),
         (lambda d: d["schools"][0].update(colour="red"), "schools.0.colour: unknown key"),
         (lambda d: d["schools"][0]["devices"][0].update(type="fridge"),
-         "schools.0.devices.0.type: Input should be 'projector', 'panel', 'pc', 'display' or "
-         "'other'"),
+         "schools.0.devices.0.type: Input should be 'projector', 'panel', 'display', 'pc', "
+         "'speaker' or 'other'"),
         (lambda d: d.pop("districts"), "districts: Field required"),
     ],
 )
