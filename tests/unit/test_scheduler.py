@@ -11,10 +11,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.scheduler import ProbeScheduler, ScheduledProbe
+from agent.scheduler import ENVELOPE_HEAD_MAX, ProbeScheduler, ScheduledProbe
 from agent.spool import Spool
 from common.timetable import Timetable
-from common.wire import MAX_SAMPLES_PER_BATCH, Sample
+from common.wire import (
+    MAX_PAYLOAD_BYTES,
+    MAX_SAMPLES_PER_BATCH,
+    AgentIdentity,
+    Sample,
+    wrap_envelope,
+)
 
 TS = 1_763_890_000_000
 WAIT = 10.0  # generous bound for real thread hand-offs; never reached when things work
@@ -311,3 +317,96 @@ def test_start_runs_each_probe_at_once(made: Made, spool: Spool, clock: Clock) -
     sched.tick()  # nothing due for another minute
     assert (a.calls, b.calls) == (1, 1)
     assert spool.stats().depth == 2
+
+
+def test_runs_follow_the_monotonic_clock_not_the_wall_clock(made: Made, spool: Spool,
+                                                            clock: Clock) -> None:
+    """One run per interval of monotonic time, whatever the wall clock does meanwhile."""
+    probe = CountingProbe()
+    wall = [MONDAY_10H]
+    p = ScheduledProbe("host", probe, 10.0, 5.0, 0.0)
+    sched = ProbeScheduler([p], spool, None, monotonic=clock, now=lambda: wall[0])
+    made.items.append(sched)
+    sched.start()
+    runs = [1]
+    for step in range(60):  # 60 s of ticks, 1 s apart; the wall clock jumps in between
+        if step == 20:
+            wall[0] -= dt.timedelta(seconds=60)
+        if step == 40:
+            wall[0] += dt.timedelta(hours=1)
+        clock.t += 1.0
+        assert p.idle.wait(WAIT)
+        sched.tick()
+        runs.append(probe.calls)
+    assert p.idle.wait(WAIT)
+    assert probe.calls == 7  # at 0, 10, 20, ... 60 s
+    assert runs[11] == 2 and runs[21] == 3 and runs[41] == 5
+
+
+def test_late_tick_runs_once_not_in_a_burst(made: Made, spool: Spool, clock: Clock) -> None:
+    """An agent stopped for 5 intervals runs a probe once when it resumes, then on period."""
+    probe = CountingProbe()
+    p = scheduled("host", probe)
+    sched = build(made, [p], spool, clock)
+    sched.start()
+    assert p.idle.wait(WAIT)
+    clock.t += 300.0
+    sched.tick()
+    assert p.idle.wait(WAIT)
+    sched.tick()
+    assert probe.calls == 2
+    clock.t += 59.9
+    sched.tick()
+    assert probe.calls == 2
+    clock.t += 0.1
+    sched.tick()
+    assert p.idle.wait(WAIT)
+    assert probe.calls == 3
+
+
+def test_jitter_spreads_periods_within_bounds(made: Made, spool: Spool, clock: Clock) -> None:
+    """Periods are interval +- jitter, drawn from the injected generator."""
+    import random
+
+    p = ScheduledProbe("host", CountingProbe(), 60.0, 5.0, 6.0)
+    sched = ProbeScheduler([p], spool, monotonic=clock, rng=random.Random(7))
+    made.items.append(sched)
+    periods = [sched._period(p) for _ in range(200)]
+    assert min(periods) >= 54.0 and max(periods) <= 66.0
+    assert max(periods) - min(periods) > 10.0
+
+
+def test_timestamps_unique_and_increasing_per_series(made: Made, spool: Spool,
+                                                     clock: Clock) -> None:
+    """A sample at or before the last of its series (clock stepped back) gets last + 1 ms."""
+    sched = build(made, [], spool, clock)
+    sched.store("a", [Sample("host", TS, {}, {"cpu_pct": 1.0}),
+                      Sample("iface", TS, {"iface": "eth0"}, {"up": True})])
+    sched.store("a", [Sample("host", TS - 60_000, {}, {"cpu_pct": 2.0}),  # wall clock went back
+                      Sample("host", TS - 59_000, {}, {"cpu_pct": 3.0}),
+                      Sample("iface", TS, {"iface": "eth1"}, {"up": True}),  # other series
+                      Sample("iface", TS, {"iface": "eth0"}, {"up": False})])
+    sched.store("a", [Sample("host", TS + 5_000, {}, {"cpu_pct": 4.0})])
+    got = [(s["kind"], s["tags"], s["ts_ms"]) for b in spooled_samples(spool) for s in b]
+    assert got == [("host", {}, TS), ("iface", {"iface": "eth0"}, TS),
+                   ("host", {}, TS + 1), ("host", {}, TS + 2),
+                   ("iface", {"iface": "eth1"}, TS), ("iface", {"iface": "eth0"}, TS + 1),
+                   ("host", {}, TS + 5_000)]
+
+
+def test_batches_split_by_bytes_under_the_wire_limit(made: Made, spool: Spool,
+                                                     clock: Clock) -> None:
+    """1,000 samples of ~2 KB each (2 MB) become batches whose envelopes fit 256 KiB."""
+    big = [Sample("host", TS + i, {}, {f"f{j}": "x" * 250 for j in range(8)})
+           for i in range(1000)]
+    sched = build(made, [], spool, clock)
+    sched.store("big", big)
+    batches = spool.due(1000, resend_before_ms=0)
+    assert len(batches) > 8
+    assert sum(b.samples for b in batches) == 1000
+    assert all(len(b.payload) + ENVELOPE_HEAD_MAX <= MAX_PAYLOAD_BYTES for b in batches)
+    who = AgentIdentity("d" * 64, "s" * 64, "a" * 64)
+    for b in batches:  # the longest ids and numbers still fit
+        assert len(wrap_envelope(who, 2**63 - 1, 2**63 - 1, b.payload)) <= MAX_PAYLOAD_BYTES
+    decoded = [s["ts_ms"] for b in batches for s in orjson.loads(b.payload)]
+    assert decoded == [TS + i for i in range(1000)]

@@ -246,3 +246,82 @@ def test_rows_survive_in_the_file(tmp_path: Path, clock: Clock) -> None:
     finally:
         other.close()
         s.close()
+
+
+def test_reject_drops_and_counts_exactly(tmp_path: Path, clock: Clock) -> None:
+    """Rejected batches leave the spool; their samples count as dropped and as rejected."""
+    path = tmp_path / "spool.db"
+    s = Spool(path, 10**9, DAY_S, clock_ms=clock).open()
+    for i in range(4):
+        s.append(payload(i), samples=i + 1)
+    s.mark_sent([1, 2, 3, 4], clock.now_ms)
+    assert s.reject([2, 4, 99]) == 2 + 4  # 99 is unknown: harmless
+    assert [b.seq for b in s.due(10, resend_before_ms=clock.now_ms + 1)] == [1, 3]
+    stats = s.stats()
+    assert (stats.depth, stats.bytes, stats.dropped_total, stats.rejected_total) == (2, 200, 6, 6)
+    assert s.in_flight(since_ms=0) == 2
+    s.close()
+    s = Spool(path, 10**9, DAY_S, clock_ms=clock).open()
+    assert (s.stats().dropped_total, s.stats().rejected_total) == (6, 6)  # persistent
+    s.close()
+
+
+def test_backoff_extra_wait_per_attempt(spool: Spool, clock: Clock) -> None:
+    """A batch sent n times waits timeout + extra_wait(n): later resends wait longer."""
+    spool.append(payload(1), 1)
+    timeout = 1000
+
+    def extra(attempts: int) -> int:  # as the publisher: timeout x 2^(n-1) in all
+        return int(timeout * 2 ** (attempts - 1) - timeout)
+
+    def due_at(now: int) -> list[int]:
+        return [b.seq for b in spool.due(10, now - timeout, extra)]
+
+    t = clock.now_ms
+    spool.mark_sent([1], t)
+    assert spool.attempts(1) == 1
+    assert due_at(t + 1000) == []
+    assert due_at(t + 1001) == [1]  # first resend: after 1 s
+    spool.mark_sent([1], t + 1001)
+    assert spool.attempts(1) == 2
+    assert due_at(t + 1001 + 2000) == []  # the second waits 2 s
+    assert spool.in_flight(t + 1001 + 2000 - timeout, extra) == 1
+    assert due_at(t + 1001 + 2001) == [1]
+    spool.mark_sent([1], t + 3002)
+    assert due_at(t + 3002 + 4000) == [] and due_at(t + 3002 + 4001) == [1]  # then 4 s
+    spool.mark_unsent()  # a reconnect starts over
+    assert spool.attempts(1) == 0
+
+
+def test_wal_and_file_stay_bounded(tmp_path: Path, clock: Clock) -> None:
+    """The WAL is checkpointed and truncated; the file bound evicts the oldest, counted."""
+    path = tmp_path / "spool.db"
+    s = Spool(path, max_bytes=2**20, max_age_s=DAY_S, clock_ms=clock).open()
+    s.db.execute("PRAGMA synchronous=OFF")  # speed only: what is checked is sizes
+    for i in range(3000):  # ~1.8 MB of payload through a 1 MiB spool
+        s.append(payload(i, size=600), samples=2)
+    wal = path.with_name("spool.db-wal").stat().st_size
+    assert wal <= 256 * 1024 + 3 * 4096  # journal_size_limit, plus the last transaction
+    stats = s.stats()
+    assert stats.depth * 2 + stats.dropped_total == 3000 * 2  # every sample: kept or counted
+    assert stats.dropped_total > 0
+    on_disk = path.stat().st_size + wal + path.with_name("spool.db-reserve").stat().st_size
+    assert on_disk <= 2**20 + 64 * 1024
+    s.close()
+
+
+def test_drop_while_closed_is_counted_until_reported(tmp_path: Path, clock: Clock) -> None:
+    """A batch that cannot be written at all is still counted (in memory, then on disk)."""
+    path = tmp_path / "spool.db"
+    s = Spool(path, 10**9, DAY_S, clock_ms=clock).open()
+    s.append(payload(1), 3)
+    s.db.execute("PRAGMA query_only = ON")
+    with pytest.raises(SpoolWriteError, match="5 samples dropped"):
+        s.append(payload(2), 5)
+    assert s.stats().dropped_total == 5  # counted at once, held in memory
+    s.db.execute("PRAGMA query_only = OFF")
+    s.append(payload(3), 1)  # the next write that succeeds stores the count
+    s.close()
+    s = Spool(path, 10**9, DAY_S, clock_ms=clock).open()
+    assert (s.stats().dropped_total, s.stats().depth) == (5, 2)
+    s.close()
