@@ -154,7 +154,7 @@ def test_network_nodes(tmp_path: Path, example: dict[str, Any]) -> None:
                                                 "'nope'"]
     room = copy.deepcopy(example)
     room["agents"][-1]["classroom"] = "301"
-    assert problems(tmp_path, room) == [f"(top): agents.{len(room['agents']) - 1}.classroom: "
+    assert problems(tmp_path, room) == [f"agents.{len(room['agents']) - 1}.classroom: "
                                         "a network node has no classrooms"]
     example["networks"][0]["id"] = "gz-th-001"
     assert problems(tmp_path, example) == ["(top): duplicate school or network id 'gz-th-001'"]
