@@ -216,3 +216,23 @@ def test_csv_has_one_row_per_school_and_rule() -> None:
     assert rows[1]["value"] == "50.0" and rows[1]["unit"] == "% classrooms"
     assert rows[4]["value"] == "" and rows[4]["state"] == "no_data"
     assert rows[2]["school_name"] == "<b>Evil & Co</b>"
+
+
+def test_deadline_status_and_source_from_the_profile() -> None:
+    """with_profile: each target's deadline and whole sentence, the document's status, shown in
+    the HTML (zh-CN) and the CSV; a profile-less report shows none of it."""
+    from collector.reports.command import with_profile
+    from collector.rules import load_policy
+
+    data = with_profile(report_data(), load_policy("cn-moe-2017"))
+    assert (data.status, data.summary("access_10m").rule.deadline) == (  # type: ignore[union-attr]
+        "work_points", 2017)
+    page = render_html(data, "zh-CN")
+    parse(page)
+    assert '<span id="status" data-status="work_points">年度工作要点</span>' in page
+    assert page.count('data-deadline="2017"') == 2
+    assert "接入帶寬10M以上的中小學比例達到70%,多媒體教室占普通教室比例達到80%" in page
+    rows = list(csv.DictReader(io.StringIO(render_csv(data))))
+    assert {(r["deadline"], r["status"]) for r in rows} == {("2017", "work_points")}
+    bare = render_csv(report_data())
+    assert {(r["deadline"], r["status"]) for r in csv.DictReader(io.StringIO(bare))} == {("", "")}
