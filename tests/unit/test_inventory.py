@@ -158,3 +158,13 @@ def test_network_nodes(tmp_path: Path, example: dict[str, Any]) -> None:
                                         "a network node has no classrooms"]
     example["networks"][0]["id"] = "gz-th-001"
     assert problems(tmp_path, example) == ["(top): duplicate school or network id 'gz-th-001'"]
+
+
+def test_network_node_agent_identity() -> None:
+    """The broker ACL names a network node's agent under the node's id and district."""
+    from collector.brokerconfig import agent_identities
+
+    identities = agent_identities(load_inventory(EXAMPLE, environ={}))
+    assert (identities[0].district, identities[0].school) == ("gz-th", "gz-th-001")
+    assert (identities[-1].district, identities[-1].school, identities[-1].agent) == (
+        "gz-th", "gz-edunet", "gz-edunet-snmp")
