@@ -11,7 +11,14 @@ from pydantic import Field
 
 from collector.alerts.settings import AlertRulesSettings
 from collector.rules.settings import RulesSettings
-from common.config import Duration, MqttSettings, Strict, WithSecrets, load_model
+from common.config import (
+    Duration,
+    DurationOrZero,
+    MqttSettings,
+    Strict,
+    WithSecrets,
+    load_model,
+)
 
 
 class CollectorMqtt(MqttSettings):
@@ -25,7 +32,7 @@ class CollectorMqtt(MqttSettings):
     # so a stopped collector with a lasting session would keep taking its share of the
     # messages, each to wait for the agent's ack_timeout.  Agents resend whatever is not
     # acked, so nothing needs the broker to keep a queue for a collector.
-    session_expiry: Duration = 0.0
+    session_expiry: DurationOrZero = 0.0
     # The broker notices a collector that died without closing its connection (host crash,
     # cable) after 1.5 x keepalive and only then stops routing it messages.
     keepalive: Duration = Field(default=10.0, ge=2.0)
