@@ -87,7 +87,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 problems.append(f"{file}: (top): not an agent (agent:), collector (storage:), "
                                 "inventory (districts:) or policy (name:, rules:) file")
                 continue
-            load_model(models[kind], file, data=data)
+            config = load_model(models[kind], file, data=data)
+            if kind == "collector":
+                # The inventory against the policies: a school lacking an attribute a rule
+                # needs (region, levels) is an error here, not only when the collector starts.
+                from collector.rules import build_rules_engine
+
+                build_rules_engine(config.rules, config.inventory, config.policies, file)
             print(f"{file}: ok ({kind})")
         except ConfigError as exc:
             problems.extend(exc.lines)

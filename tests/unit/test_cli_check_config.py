@@ -199,3 +199,18 @@ def test_profile_naming_an_unknown_attribute(capsys: pytest.CaptureFixture[str],
     code, out, err = check(capsys, profile)
     assert (code, out) == (2, [])
     assert err == [f"{profile}: rules.3.applies_to.conditions: unknown key"]
+
+
+def test_collector_inventory_lacking_what_a_policy_needs(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, secrets: None) -> None:
+    """collector.yaml's inventory against its policies: a school without the region a rule of
+    cn-moe-13fyp needs is named, with the attribute (exit 2)."""
+    variant(tmp_path, INVENTORY, "{id: yn-zy, name: 昭阳区, region: west}",
+            "{id: yn-zy, name: 昭阳区}", "inventory.example.yaml")
+    collector = tmp_path / "collector.yaml"
+    collector.write_text(COLLECTOR.read_text(encoding="utf-8"), encoding="utf-8")
+    code, out, err = check(capsys, collector)
+    assert (code, out) == (2, [])
+    assert err == [f"{tmp_path / 'inventory.example.yaml'}: schools.3.region: school "
+                   "'yn-zy-012' has no region, which rule cn-moe-13fyp/wireless_campus needs "
+                   "(applies_to); set it on the school or its district"]
