@@ -6,8 +6,8 @@ own points. The writers (rules/results.py, dashboard_feed.py, validate.py), the 
 every written point and every dashboard query against these declarations. Numbers are written
 as floats (storage/lineprotocol.py), so ``number`` fields are floats in InfluxDB.
 
-Imports nothing from the collector: the dashboards build from it without the collector's
-dependencies.
+Imports nothing from the collector (only common/kinds.py, for the field types agents' samples
+use too): the dashboards build from it without the collector's dependencies.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
-FieldType = Literal["number", "bool", "string"]
+from common.kinds import FieldType
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from typing import Any, Final, cast
 
 import orjson
 
+from common.kinds import KINDS, FieldType, declared
+
 VERSION: Final = 1
 DEFAULT_PREFIX: Final = "schoolmon/v1"
 
@@ -39,43 +41,6 @@ _BAD_TAG_CHARS: Final = re.compile(r"[\\\x00-\x1f\x7f]")
 FieldValue = int | float | bool | str
 
 
-@dataclass(frozen=True)
-class KindSpec:
-    """What one sample kind (one InfluxDB measurement) may carry."""
-
-    tags: frozenset[str]
-    fields: frozenset[str]
-
-
-def _spec(tags: str, fields: str) -> KindSpec:
-    return KindSpec(frozenset(tags.split()), frozenset(fields.split()))
-
-
-# Field sets list what collectors, rules and dashboards know; other well-formed field names are
-# accepted too, so a newer agent can add a field without breaking an older collector.
-KINDS: Final[dict[str, KindSpec]] = {
-    "iface": _spec("iface role", "rx_bps tx_bps link_mbps up errors drops"),
-    "host": _spec("", "uptime_s cpu_pct mem_pct disk_pct"),
-    "reach": _spec("target target_role method",
-                   "up rtt_ms rtt_min_ms rtt_max_ms loss_pct jitter_ms"),
-    "netdev_if": _spec(
-        "device ifname source", "in_bps out_bps speed_mbps up in_errors out_errors"
-    ),
-    "netdev": _spec("device source", "up uptime_s"),
-    "ap": _spec("ap controller", "online clients"),
-    "wifi": _spec("classroom ssid bssid band", "rssi_dbm channel connected"),
-    "av": _spec(
-        "device classroom device_type",
-        "online power lamp_hours filter_hours rtt_ms uptime_s "
-        "err_fan err_lamp err_temp err_cover err_filter err_other",
-    ),
-    "speedtest": _spec("server", "down_mbps up_mbps rtt_ms jitter_ms bytes duration_s"),
-    "agent": _spec(
-        "", "rss_mb cpu_pct spool_depth spool_bytes dropped_total probe_errors"
-    ),
-}
-
-
 class WireError(ValueError):
     """A message that does not follow the contract; ``cause`` is a short stable word."""
 
@@ -97,6 +62,23 @@ class Sample:
     def to_json_obj(self) -> dict[str, object]:
         """The sample as the JSON object of the envelope."""
         return {"kind": self.kind, "ts_ms": self.ts_ms, "tags": self.tags, "fields": self.fields}
+
+    # The typed view: a reader names a declared field of its kind (KeyError if it is not one,
+    # so a misspelt name fails in the first test) and gets its value typed, or None.
+    def number(self, name: str) -> float | None:
+        """A declared number field as a float; None when absent."""
+        value = self.fields.get(declared(self.kind, name, "number"))
+        return None if isinstance(value, bool | str) or value is None else float(value)
+
+    def flag(self, name: str) -> bool | None:
+        """A declared bool field; None when absent."""
+        value = self.fields.get(declared(self.kind, name, "bool"))
+        return value if isinstance(value, bool) else None
+
+    def text(self, name: str) -> str | None:
+        """A declared string field; None when absent."""
+        value = self.fields.get(declared(self.kind, name, "string"))
+        return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -262,10 +244,21 @@ def _check_sample(kind: object, ts_ms: object, tags: Mapping[Any, object],
             raise WireError("bad_tag", f"{kind}: tag {name} must be a short printable string")
     if not fields:
         raise WireError("schema", f"{kind}: no fields")
+    declared_types = KINDS[kind].fields
     for name, value in fields.items():
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise WireError("bad_field", f"{kind}: field name {str(name)[:40]!r}")
         _check_field_value(kind, name, value)
+        # A declared field of another type would make InfluxDB refuse the whole batch.
+        expected = declared_types.get(name)
+        if expected is not None and _field_type(value) != expected:
+            raise WireError("bad_value", f"{kind}.{name}: must be a {expected}")
+
+
+def _field_type(value: object) -> FieldType:
+    if isinstance(value, bool):
+        return "bool"
+    return "string" if isinstance(value, str) else "number"
 
 
 def _check_field_value(kind: str, name: str, value: object) -> None:

@@ -62,9 +62,9 @@ class AgentWatch:
 
     def on_agent_sample(self, who: AgentIdentity, sample: Sample, arrival_ms: int) -> None:
         """The agent's own health sample: its spool's dropped_total."""
-        value = sample.fields.get("dropped_total")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            self._dropped(self._get(who), float(value), arrival_ms)
+        value = sample.number("dropped_total")
+        if value is not None:
+            self._dropped(self._get(who), value, arrival_ms)
 
     def on_status(self, who: AgentIdentity, status: str, ts_ms: int) -> None:
         """The retained status: "offline" is the last will (or a clean shutdown)."""

@@ -50,12 +50,6 @@ class _Room:
     firing: bool = False
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
 class ClassroomWatch:
     """Per device (``av`` samples) and per classroom (``wifi`` scans)."""
 
@@ -82,7 +76,7 @@ class ClassroomWatch:
         if sample.ts_ms < dev.last_ts:
             return  # spool backlog older than what we know
         dev.last_ts = sample.ts_ms
-        online = sample.fields.get("online")
+        online = sample.flag("online")
         if online is True:
             self.clears.clear("device_down", who.school, device_id, dev.down_firing)
             dev.down_since_ms, dev.down_firing = None, False
@@ -103,12 +97,11 @@ class ClassroomWatch:
             self._bad_devices.discard(key)
 
     def _errors(self, school: str, device_id: str, dev: _Device, sample: Sample) -> None:
-        fields = sample.fields
         present = False
         bad: dict[str, int] = {}
         for name in ERROR_FIELDS:
-            value = fields.get(name)
-            if value is None or isinstance(value, bool | str):
+            value = sample.number(name)
+            if value is None:
                 continue
             present = True
             if value >= 1:
@@ -125,7 +118,7 @@ class ClassroomWatch:
         dev.errors = bad
 
     def _lamp(self, school: str, device_id: str, dev: _Device, sample: Sample) -> None:
-        hours = _number(sample.fields.get("lamp_hours"))
+        hours = sample.number("lamp_hours")
         if hours is None:
             return
         dev.lamp_hours = hours
@@ -142,7 +135,7 @@ class ClassroomWatch:
         """One scan of one classroom: every BSSID of the school SSIDs heard at ``ts_ms``."""
         best: tuple[float, str] | None = None
         for sample in samples:
-            rssi = _number(sample.fields.get("rssi_dbm"))
+            rssi = sample.number("rssi_dbm")
             if rssi is not None and (best is None or rssi > best[0]):
                 best = (rssi, sample.tags.get("bssid", ""))
         if best is None:

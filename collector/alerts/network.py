@@ -58,8 +58,8 @@ class NetworkWatch:
         if sample.kind == "speedtest":
             self._speedtest(who, sample)
             return
-        up = sample.fields.get("up")
-        if not isinstance(up, bool):
+        up = sample.flag("up")
+        if up is None:
             return
         if sample.kind == "reach" and sample.tags.get("target_role") in UPLINK_ROLES:
             name = sample.tags.get("target", "?")
@@ -85,8 +85,8 @@ class NetworkWatch:
             state.down_since_ms = None
 
     def _speedtest(self, who: AgentIdentity, sample: Sample) -> None:
-        mbps = sample.fields.get("down_mbps")
-        if not isinstance(mbps, int | float) or isinstance(mbps, bool):
+        mbps = sample.number("down_mbps")
+        if mbps is None:
             return
         school = self.directory.school(who.school, who.district)
         target = self.rules.bandwidth_target_mbps.for_category(school.category)

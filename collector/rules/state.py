@@ -15,7 +15,7 @@ from collector.inventory import School
 from collector.rules.window import BucketGeometry, RingCounter
 from common.timetable import SchoolCalendar
 from common.vocab import EDU_ROLE, INTERNET_ROLE, WLAN
-from common.wire import FieldValue, Sample
+from common.wire import Sample
 
 _MAX_BACKBONE_PORTS = 4096
 _MAX_ROOMS = 2000
@@ -89,12 +89,6 @@ class AgentState:
         self.status_ms: int | None = None
 
 
-def _number(value: FieldValue | None) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 class SchoolState:
     """Everything the engine keeps about one inventory school."""
 
@@ -147,7 +141,7 @@ class SchoolState:
 
     def _av(self, s: Sample) -> None:
         device_id = s.tags.get("device")
-        online = s.fields.get("online")
+        online = s.flag("online")
         if device_id is None or not isinstance(online, bool):
             return
         dev = self.devices.get(device_id)
@@ -165,7 +159,7 @@ class SchoolState:
 
     def _wifi(self, s: Sample) -> None:
         room_id = s.tags.get("classroom")
-        rssi = _number(s.fields.get("rssi_dbm"))
+        rssi = s.number("rssi_dbm")
         if room_id is None or rssi is None:
             return
         room = self.wifi.get(room_id)
@@ -185,12 +179,12 @@ class SchoolState:
             room.counted = self.hours.is_school_time(s.ts_ms) and room.counter.add(bucket, good)
 
     def _speedtest(self, s: Sample) -> None:
-        down = _number(s.fields.get("down_mbps"))
+        down = s.number("down_mbps")
         if down is None or down <= 0:
             return
         if any(t == s.ts_ms for t, _d, _u in self.speedtests):
             return  # re-delivered
-        up = _number(s.fields.get("up_mbps"))
+        up = s.number("up_mbps")
         entry = (s.ts_ms, down, math.nan if up is None else up)
         if self.speedtests and s.ts_ms < self.speedtests[-1][0]:
             ordered = sorted([*self.speedtests, entry])
@@ -205,7 +199,7 @@ class SchoolState:
             self.edu.add(s.ts_ms, True)
 
     def _reach(self, s: Sample) -> None:
-        up = s.fields.get("up") is True
+        up = s.flag("up") is True
         role = s.tags.get("target_role")
         if role == INTERNET_ROLE:
             self.internet.add(s.ts_ms, up)
@@ -220,8 +214,8 @@ class SchoolState:
                 self.targets[name] = (ts, old or up)
 
     def _link(self, classroom: str, s: Sample) -> None:
-        link = _number(s.fields.get("link_mbps"))
-        if s.tags.get("role") == WLAN or s.fields.get("up") is not True or link is None:
+        link = s.number("link_mbps")
+        if s.tags.get("role") == WLAN or s.flag("up") is not True or link is None:
             return
         ts, old = self.links.get(classroom, (-1, 0.0))
         if s.ts_ms > ts:
@@ -231,8 +225,8 @@ class SchoolState:
 
     def _port(self, s: Sample) -> None:
         key = (s.tags.get("device", ""), s.tags.get("ifname", ""))
-        speed = _number(s.fields.get("speed_mbps"))
-        if s.fields.get("up") is not True:
+        speed = s.number("speed_mbps")
+        if s.flag("up") is not True:
             speed = 0.0  # a port that is down carries nothing: 0, not missing data
         elif speed is None:
             return

@@ -142,6 +142,11 @@ def test_oversize_payload_rejected() -> None:
         (Sample("host", MAX_TS_MS + 1, {}, {"cpu_pct": 1.0}), "bad_value"),
         (Sample("host", True, {}, {"cpu_pct": 1.0}), "bad_value"),
         (Sample("host", TS, {}, {f"f{i}": 1 for i in range(33)}), "too_large"),
+        # A declared field of another type (InfluxDB would refuse the whole batch).
+        (Sample("iface", TS, {}, {"up": "true"}), "bad_value"),
+        (Sample("iface", TS, {}, {"up": 1}), "bad_value"),
+        (Sample("speedtest", TS, {}, {"down_mbps": True}), "bad_value"),
+        (Sample("av", TS, {}, {"online": True, "power": 1}), "bad_value"),
     ],
 )
 def test_bad_samples_rejected_with_cause(sample: Sample, cause: str) -> None:
@@ -151,6 +156,21 @@ def test_bad_samples_rejected_with_cause(sample: Sample, cause: str) -> None:
     assert exc.value.cause == cause
     with pytest.raises(WireError):
         encode_samples([sample])
+
+
+def test_typed_view_of_samples() -> None:
+    """Readers get declared fields typed; an undeclared or mistyped name is a KeyError."""
+    s = Sample("speedtest", TS, {}, {"down_mbps": 95, "up_mbps": 30.5, "extra": "x"})
+    assert s.number("down_mbps") == 95.0 and isinstance(s.number("down_mbps"), float)
+    assert s.number("rtt_ms") is None  # declared, absent
+    av = Sample("av", TS, {}, {"online": False, "power": "on", "err_lamp": 2})
+    assert (av.flag("online"), av.text("power"), av.number("err_lamp")) == (False, "on", 2.0)
+    with pytest.raises(KeyError, match=r"speedtest\.down_mpbs is not a declared number"):
+        s.number("down_mpbs")
+    with pytest.raises(KeyError, match=r"av\.online is not a declared number"):
+        av.number("online")
+    assert KINDS["iface"].fields["up"] == "bool" and KINDS["av"].fields["power"] == "string"
+    check_samples([s, av])  # an undeclared extra field of any type is still accepted
 
 
 def test_nan_cannot_be_encoded() -> None:
@@ -306,8 +326,18 @@ def samples(draw: st.DrawFn) -> Sample:
     kind = draw(st.sampled_from(sorted(KINDS)))
     allowed = sorted(KINDS[kind].tags)
     tags = draw(st.dictionaries(st.sampled_from(allowed), tag_values)) if allowed else {}
-    fields = draw(st.dictionaries(names, field_values, min_size=1, max_size=6))
+    raw = draw(st.dictionaries(names, field_values, min_size=1, max_size=6))
+    # A declared field carries its declared type (the validator refuses another).
+    declared = KINDS[kind].fields
+    fields = {k: v for k, v in raw.items() if k not in declared or _wire_type(v) == declared[k]}
+    if not fields:
+        fields = {"x_extra": 1.5}
     return Sample(kind, draw(st.integers(MIN_TS_MS, MAX_TS_MS)), tags, fields)
+
+
+def _wire_type(value: object) -> str:
+    return ("bool" if isinstance(value, bool) else "string" if isinstance(value, str)
+            else "number")
 
 
 envelopes = st.builds(

@@ -1,0 +1,71 @@
+"""The sample kinds agents send, declared once: tags, fields and field types (Napalm's models.py).
+
+The validator (common/wire.py) refuses a declared field of another type; the readers (rules,
+alerts) ask a sample for a declared field through its typed view (``Sample.number``, ``flag``,
+``text``); the dashboards' test checks every queried field against these declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+
+# The type of a field on the wire and in InfluxDB: every number is written as a float
+# (storage/lineprotocol.py), so ints and floats are one type; a bool or a string is another, and
+# InfluxDB refuses a point whose field changes type.
+FieldType = Literal["number", "bool", "string"]
+_N: Final = "number"
+_B: Final = "bool"
+_S: Final = "string"
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What one sample kind (one InfluxDB measurement) may carry: tag keys, fields and types."""
+
+    tags: frozenset[str]
+    fields: Mapping[str, FieldType]
+
+
+def _spec(tags: str, fields: dict[str, FieldType]) -> KindSpec:
+    return KindSpec(frozenset(tags.split()), MappingProxyType(fields))
+
+
+def _numbers(names: str) -> dict[str, FieldType]:
+    return dict.fromkeys(names.split(), "number")
+
+
+# Field sets list what collectors, rules and dashboards know, with their types (the validator
+# refuses a declared field of another type); other well-formed field names are accepted too, so
+# a newer agent can add a field without breaking an older collector. Napalm's models.py, here.
+KINDS: Final[dict[str, KindSpec]] = {
+    "iface": _spec("iface role",
+                   {**_numbers("rx_bps tx_bps link_mbps errors drops"), "up": _B}),
+    "host": _spec("", _numbers("uptime_s cpu_pct mem_pct disk_pct")),
+    "reach": _spec("target target_role method",
+                   {"up": _B, **_numbers("rtt_ms rtt_min_ms rtt_max_ms loss_pct jitter_ms")}),
+    "netdev_if": _spec("device ifname source",
+                       {**_numbers("in_bps out_bps speed_mbps in_errors out_errors"), "up": _B}),
+    "netdev": _spec("device source", {"up": _B, "uptime_s": _N}),
+    "ap": _spec("ap controller", {"online": _B, "clients": _N}),
+    "wifi": _spec("classroom ssid bssid band",
+                  {"rssi_dbm": _N, "channel": _N, "connected": _B}),
+    "av": _spec("device classroom device_type", {
+        "online": _B, "power": _S,
+        # err_*: PJLink's 0 ok, 1 warning, 2 error
+        **_numbers("lamp_hours filter_hours rtt_ms uptime_s err_fan err_lamp err_temp "
+                   "err_cover err_filter err_other")}),
+    "speedtest": _spec("server", _numbers("down_mbps up_mbps rtt_ms jitter_ms bytes duration_s")),
+    "agent": _spec("", _numbers(
+        "rss_mb cpu_pct spool_depth spool_bytes dropped_total probe_errors")),
+}
+
+
+def declared(kind: str, name: str, field_type: FieldType) -> str:
+    """``name``, checked to be a declared ``field_type`` field of ``kind`` (KeyError if not)."""
+    spec = KINDS.get(kind)
+    if spec is None or spec.fields.get(name) != field_type:
+        raise KeyError(f"{kind}.{name} is not a declared {field_type} field")
+    return name
