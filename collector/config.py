@@ -72,6 +72,9 @@ class Influx2Storage(WithSecrets):
     token_env: str | None = None
     token_file: str | None = None
     timeout: Duration = 10.0
+    # VictoriaMetrics answers 204 while the points are still in memory (a crash loses the last
+    # ~10 s): "victoriametrics" makes each write durable (a snapshot) before it is acked.
+    server: Literal["influxdb", "victoriametrics"] = "influxdb"
 
 
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]

@@ -14,11 +14,11 @@ from common.vocab import AgentRole
 
 AlertName = Literal[
     "agent_offline", "internet_down", "bandwidth_low", "device_down", "projector_error",
-    "lamp_hours", "wifi_poor", "spool_dropping",
+    "lamp_hours", "wifi_poor", "spool_dropping", "storage_refusing",
 ]
 ALERT_NAMES: Final[tuple[AlertName, ...]] = (
     "agent_offline", "internet_down", "bandwidth_low", "device_down", "projector_error",
-    "lamp_hours", "wifi_poor", "spool_dropping",
+    "lamp_hours", "wifi_poor", "spool_dropping", "storage_refusing",
 )
 _CLOCK_RANGE_RE: Final = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _MATCHER_RE: Final = re.compile(r"^([a-z_]+)(=|!=)(.+)$")
@@ -111,6 +111,8 @@ class AlertRulesSettings(Strict):
     school_ssids: list[str] = []  # empty: every SSID the wifi probes report
     # spool_dropping: firing while dropped_total rose within this window
     spool_drop_window: Duration = 3600.0
+    # storage_refusing: the collector's storage has stored nothing for this long
+    storage_refusing_after: Duration = 300.0
     # Timing (group_wait, repeat_interval and send_resolved are in AlertSettings)
     group_interval: Duration = 300.0
     resolve_timeout: Duration = 86400.0

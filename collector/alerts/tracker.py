@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from collector.alerts.agents import AgentWatch
 from collector.alerts.classroom import ClassroomWatch
@@ -10,6 +11,8 @@ from collector.alerts.model import AlertKey, ClearLog, Evaluation
 from collector.alerts.network import NetworkWatch
 from collector.alerts.schooltime import Directory
 from collector.alerts.settings import AlertRulesSettings
+from collector.alerts.storage import StorageWatch
+from collector.storage import StorageHealth
 from common.wire import AgentIdentity, Sample
 
 
@@ -22,6 +25,7 @@ class ConditionTracker:
         self.agents = AgentWatch(rules, directory, self.clears, started_ms)
         self.network = NetworkWatch(rules, directory, self.clears)
         self.classrooms = ClassroomWatch(rules, directory, self.clears)
+        self.storage = StorageWatch(rules, self.clears)
         self._ssids = frozenset(rules.school_ssids)
 
     def observe(self, who: AgentIdentity, samples: list[Sample], arrival_ms: int) -> None:
@@ -47,6 +51,10 @@ class ConditionTracker:
         """An agent's retained status ("online" / "offline")."""
         self.agents.on_status(who, status, ts_ms)
 
+    def watch_storage(self, health: Callable[[], StorageHealth]) -> None:
+        """Read the collector's storage health (``ResilientWriter.health``) on each evaluation."""
+        self.storage.source = health
+
     def watch(self, keys: set[AlertKey]) -> None:
         """Alerts on disk: report healthy evidence for these even without a transition."""
         self.clears.watch(keys)
@@ -54,6 +62,6 @@ class ConditionTracker:
     def evaluate(self, now_ms: int) -> Evaluation:
         """What fires now (enabled alerts only) and what was seen healthy since last time."""
         firing = [*self.agents.evaluate(now_ms), *self.network.evaluate(),
-                  *self.classrooms.evaluate()]
+                  *self.classrooms.evaluate(), *self.storage.evaluate(now_ms)]
         enabled = set(self.rules.enabled)
         return Evaluation([a for a in firing if a.name in enabled], self.clears.drain())

@@ -2,29 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+# What the collector does about a failed write:
+#   retry       not stored: keep the batch, ack nothing, try again with backoff
+#   quarantine  these points can never be accepted: isolate them, dead-letter them, ack
+#   split       the request is too big (413): send it in halves
+Action = Literal["retry", "quarantine", "split"]
 
 
 class StorageError(Exception):
-    """A write that did not succeed; ``status`` is the HTTP status (None: no answer)."""
+    """A write that did not succeed, with what it means.
+
+    ``status`` is the HTTP status (None: no answer); ``cause`` a stable name for metrics and
+    alerts (e.g. ``database_missing``, ``auth``, ``field_type_conflict``); ``action`` what to do.
+    Without an explicit cause, the status and message are classified as a server body would be.
+    """
 
     def __init__(self, message: str, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, *, cause: str | None = None,
+                 action: Action | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        if cause is None or action is None:
+            from collector.storage.refusal import classify
+
+            found_cause, found_action = classify(status, message)
+            cause, action = cause or found_cause, action or found_action
+        self.cause: str = cause
+        self.action: Action = action
 
     @property
     def retryable(self) -> bool:
-        """Worth trying again later: no answer, 429 or 5xx. Other 4xx mean bad points."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        """Not stored, worth trying again: everything but refused points and too-big requests."""
+        return self.action == "retry"
+
+
+@dataclass(frozen=True)
+class StorageHealth:
+    """The collector's view of its storage, for the stats, the log and the alert."""
+
+    failing_since_ms: int | None = None  # wall clock of the first failure of this outage
+    cause: str = ""  # StorageError.cause of the latest failure
+    message: str = ""  # the one line the log shows: cause and fix
+    failures_total: int = 0
+    quarantined_total: int = 0
+
+    @property
+    def failing(self) -> bool:
+        """Writes are not being stored now."""
+        return self.failing_since_ms is not None
 
 
 class PointWriter(Protocol):
     """Writes line-protocol points (ms precision); raises StorageError."""
 
     def write(self, lines: list[str]) -> None:
-        """Store the points or raise."""
+        """Store the points (durably: acked points must survive a crash of the server) or raise."""
         ...
 
     def close(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import urllib3
 
 from collector.config import Influx1Storage
-from collector.storage import StorageError, parse_retry_after
+from collector.storage import parse_retry_after
+from collector.storage.refusal import Target, error_for, unreachable
 
 
 class Influx1Writer:
@@ -24,9 +25,17 @@ class Influx1Writer:
         self._url = settings.url.rstrip("/") + "/write"
         self._fields = {"db": settings.database, "rp": settings.retention_policy,
                         "precision": "ms"}
+        self.target = Target(
+            "InfluxDB", settings.url, settings.database, "storage.database",
+            f'CREATE DATABASE "{settings.database}"',
+            "storage.username / password_file (or password_env)", settings.username)
 
     def write(self, lines: list[str]) -> None:
-        """POST the points; raises StorageError."""
+        """POST the points; raises StorageError.
+
+        A 204 is durable: InfluxDB 1.x appends the points to its WAL and, with the default
+        ``wal-fsync-delay = "0s"``, fsyncs it before it answers.
+        """
         if not lines:
             return
         from urllib.parse import urlencode
@@ -37,13 +46,11 @@ class Influx1Writer:
                 body="\n".join(lines).encode("utf-8"), headers=self._headers,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise StorageError(f"InfluxDB {self.settings.url} unreachable: {exc}") from None
+            raise unreachable(self.target, exc) from None
         if resp.status == 204:
             return
-        raise StorageError(
-            f"InfluxDB /write answered {resp.status}: {resp.data[:300].decode('utf-8', 'replace')}",
-            status=resp.status, retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-        )
+        raise error_for(resp.status, resp.data[:2000].decode("utf-8", "replace"), self.target,
+                        parse_retry_after(resp.headers.get("Retry-After")))
 
     def close(self) -> None:
         """Close pooled connections."""
