@@ -6,6 +6,8 @@
 #   scripts/services.sh stop  DIR [name...]                                   (default: all)
 #   scripts/services.sh env   DIR                                             (print DIR/services.env)
 #
+# INFLUXDB_AUTH=user:password starts InfluxDB with authentication on, that user as its admin.
+#
 # A service keeps its port across stop/start in the same DIR (tests stop InfluxDB and start it
 # again).  `stop` ends exactly the processes this script started in DIR (by their pid files).
 set -euo pipefail
@@ -66,6 +68,7 @@ start_influxdb() {
     local dir=$1 port rpc; port=$(port_of "$dir" influxdb); rpc=$(port_of "$dir" influxdb-rpc)
     command -v influxd >/dev/null || die "influxd is not installed (apt-get install influxdb)"
     mkdir -p "$dir/influxdb"
+    local auth_enabled=false; [ -z "${INFLUXDB_AUTH:-}" ] || auth_enabled=true
     cat >"$dir/influxdb.conf" <<EOF
 reporting-disabled = true
 bind-address = "127.0.0.1:$rpc"
@@ -80,13 +83,23 @@ bind-address = "127.0.0.1:$rpc"
 [http]
   bind-address = "127.0.0.1:$port"
   log-enabled = false
+  auth-enabled = $auth_enabled
 [continuous_queries]
   log-enabled = false
 EOF
     influxd run -config "$dir/influxdb.conf" >>"$dir/influxdb.log" 2>&1 &
     echo $! >"$dir/influxdb.pid"
     wait_for influxdb curl -sf "http://127.0.0.1:$port/ping"
-    curl -sf -XPOST "http://127.0.0.1:$port/query" --data-urlencode "q=CREATE DATABASE schoolmon" >/dev/null
+    local auth=()
+    if [ -n "${INFLUXDB_AUTH:-}" ]; then
+        # With no user yet, InfluxDB accepts this one query without credentials (and with
+        # them once the user exists: a restart).
+        curl -sf -u "$INFLUXDB_AUTH" -XPOST "http://127.0.0.1:$port/query" --data-urlencode \
+            "q=CREATE USER \"${INFLUXDB_AUTH%%:*}\" WITH PASSWORD '${INFLUXDB_AUTH#*:}' WITH ALL PRIVILEGES" \
+            >/dev/null || true
+        auth=(-u "$INFLUXDB_AUTH")
+    fi
+    curl -sf "${auth[@]}" -XPOST "http://127.0.0.1:$port/query" --data-urlencode "q=CREATE DATABASE schoolmon" >/dev/null
 }
 
 start_victoria_metrics() {
