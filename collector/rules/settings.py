@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from common.config import Duration, Strict
-from common.figures import STATISTIC_RE
+from common.figures import RATE_TOLERANCE_PCT, STATISTIC_RE
 from common.timetable import Timetable
 from common.vocab import MULTIMEDIA_TYPES, DeviceType
 
@@ -32,7 +32,8 @@ class RulesSettings(Strict):
     recent: Duration = 1800.0  # default window of internet_up
     percentile: Statistic = "p90"  # default statistic of access_mbps and what derives from it
     stale_after: Duration = 900.0  # agent_fresh: no sample or status for this long: not fresh
-    rate_tolerance_pct: float = Field(default=8.0, ge=0, lt=50)
+    # Measured, not chosen: bench/goodput_tolerance.py, docs/policies.md "Rate tolerance".
+    rate_tolerance_pct: float = Field(default=RATE_TOLERANCE_PCT, ge=0, lt=50)
     uptime_threshold_pct: float = Field(default=80.0, ge=0, le=100)
     multimedia_types: list[DeviceType] = Field(default=list(MULTIMEDIA_TYPES), min_length=1)
     # URL prefixes of speed-test servers outside the education network: a test to one of them

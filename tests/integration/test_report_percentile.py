@@ -1,8 +1,8 @@
 """One percentile: the report's tier of a school equals the rules' tier, on real InfluxDB 1.x.
 
 A teaching point with 7 speed tests: InfluxQL's ``percentile()`` rounds the rank (p90 of 7 is
-the 6th value, 9.0 Mbit/s: the 4M tier), the rules take the nearest rank (the 7th, 9.2: the 10M
-tier, exactly at 10 x (1 - 8 %)). The report must say what the rules say.
+the 6th value, 9.0 Mbit/s: the 4M tier), the rules take the nearest rank (the 7th, 9.3: the 10M
+tier, exactly at 10 x (1 - 7 %), the default tolerance). The report must say what the rules say.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from collector.reports.query import InfluxReader
 from collector.rules.results import tier_of
 from collector.storage.influx1 import Influx1Writer
 from collector.storage.lineprotocol import format_line
-from common.figures import statistic
+from common.figures import RATE_TOLERANCE_PCT, statistic
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration
 
-TESTS = [3.0, 3.5, 4.0, 5.0, 6.0, 9.0, 9.2]
+TESTS = [3.0, 3.5, 4.0, 5.0, 6.0, 9.0, 9.3]
 
 
 def test_report_tier_is_the_rules_tier(services: Services, influx_db: str) -> None:
@@ -40,10 +40,10 @@ def test_report_tier_is_the_rules_tier(services: Services, influx_db: str) -> No
     reader = InfluxReader(storage)
 
     access = read_access(reader, period, "p90")
-    assert access == {"tp1": statistic(TESTS, "p90")} == {"tp1": 9.2}
-    assert tier_counts(access, ["tp1"], 8.0)[10] == 1
-    assert tier_of(access["tp1"], 8.0) == 10
+    assert access == {"tp1": statistic(TESTS, "p90")} == {"tp1": 9.3}
+    assert tier_counts(access, ["tp1"], RATE_TOLERANCE_PCT)[10] == 1
+    assert tier_of(access["tp1"], RATE_TOLERANCE_PCT) == 10
     # Why the report no longer asks InfluxDB: its percentile() answers the 6th value.
     [influx] = reader.query(f'SELECT percentile("down_mbps", 90) AS p FROM "speedtest" '
                             f'WHERE "down_mbps" > 0 AND time >= {period.start_ms}ms')
-    assert influx.rows[0]["p"] == 9.0 and tier_of(9.0, 8.0) == 4
+    assert influx.rows[0]["p"] == 9.0 and tier_of(9.0, RATE_TOLERANCE_PCT) == 4

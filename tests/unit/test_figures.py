@@ -7,7 +7,16 @@ from decimal import Decimal
 import pytest
 
 from collector.rules.results import tier_of
-from common.figures import exact, limit, meets, nearest_rank, quotient, statistic
+from collector.rules.settings import RulesSettings
+from common.figures import (
+    RATE_TOLERANCE_PCT,
+    exact,
+    limit,
+    meets,
+    nearest_rank,
+    quotient,
+    statistic,
+)
 
 
 @pytest.mark.parametrize(("value", "target", "tol", "met"), [
@@ -64,6 +73,13 @@ def test_statistics() -> None:
         2.0, 2.0, 1.0, 4.0, 2.5, 2.0]
     with pytest.raises(ValueError, match="not a statistic"):
         statistic(values, "p900")
+
+
+def test_default_tolerance_is_the_measured_one() -> None:
+    """7 % (bench/goodput_tolerance.py): the rules' default; 930 meets 1000M, 9.3 meets 10M."""
+    assert RulesSettings().rate_tolerance_pct == RATE_TOLERANCE_PCT == 7.0
+    assert meets(930.0, 1000, RATE_TOLERANCE_PCT) and meets(9.3, 10, RATE_TOLERANCE_PCT)
+    assert meets(3.72, 4, RATE_TOLERANCE_PCT) and not meets(3.71, 4, RATE_TOLERANCE_PCT)
 
 
 def test_tiers_use_the_same_comparison() -> None:

@@ -145,7 +145,7 @@ def test_school_status_and_tiers() -> None:
 @pytest.mark.parametrize(("mbps", "tier"), [(0.5, 0), (3.5, 0), (3.7, 4), (9.3, 10), (95.8, 100),
                                             (919.0, 100), (956.4, 1000), (2500.0, 1000)])
 def test_tier_of(mbps: float, tier: int) -> None:
-    """Tiers < 4, 4, 10, 100, 1000 with the default 8 % goodput tolerance."""
+    """Tiers < 4, 4, 10, 100, 1000 with an 8 % goodput tolerance."""
     assert tier_of(mbps, 8.0) == tier
     assert tier_label(tier) == ("<4M" if tier == 0 else f"{tier}M")
 
