@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collector.measurements import AGENT_STATUS
 from dashboards.influxql import (
     AGENT,
     AGENT_VAR,
@@ -55,7 +56,7 @@ def dashboard() -> Dashboard:
                   description="Time is the agent's last health sample (every run of its "
                               "scheduler). An agent missing here sent nothing in the range."),
             Panel("MQTT status (last will)", Table(sort_by="online"), (Target("A", (
-                'SELECT last("online") AS "online" FROM "agent_status" '
+                f'SELECT last("online") AS "online" FROM "{AGENT_STATUS.name}" '
                 f'WHERE {where(DISTRICT, SCHOOL, AGENT)} GROUP BY "school", "agent"'),
                 fmt="table"),), w=10, h=9, mappings=UP_DOWN, column_links=(school_col,),
                   description="The retained status each agent publishes (offline is its "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collector.measurements import COMPLIANCE
 from dashboards.influxql import (
     CLASSROOM,
     CLASSROOM_VAR,
@@ -57,7 +58,7 @@ def dashboard() -> Dashboard:
         panels=(
             Row("Multimedia classrooms"),
             Panel("Multimedia ratio (rules engine)", Stat(), (Target("A", (
-                'SELECT last("value") AS "ratio" FROM "compliance" '
+                f'SELECT last("value") AS "ratio" FROM "{COMPLIANCE.name}" '
                 f"WHERE {where(DISTRICT, MULTIMEDIA, TIME)} "
                 f"AND ({SCHOOL} OR {SCOPE_DISTRICT}) GROUP BY \"scope\""),
                 alias="$tag_scope"),),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.measurements import SCHOOL_STATUS
+from collector.measurements import AGENT_STATUS, COMPLIANCE, SCHOOL_INFO, SCHOOL_STATUS
 from common.figures import TIERS_MBPS
 from dashboards.influxql import (
     DISTRICT,
@@ -42,7 +42,7 @@ ACCESS = (f'SELECT last("access_mbps") AS "access", last("tier_mbps") AS "tier" 
 TIER_STEPS = (Step("red"), *(Step(c, t) for c, t in zip(
     ("orange", "yellow", "green", "blue"), TIERS_MBPS, strict=True)))
 # The last result per school and rule: a school that missed yesterday and meets today is met.
-LAST_MET = (f'SELECT last("met") AS "met" FROM "compliance" '
+LAST_MET = (f'SELECT last("met") AS "met" FROM "{COMPLIANCE.name}" '
             f'WHERE {where(DISTRICT, SCOPE_SCHOOL, TIME)} GROUP BY "rule", "school"')
 
 
@@ -81,7 +81,7 @@ def dashboard() -> Dashboard:
                   no_value="0"),
             Panel("Agents offline (last will)", Stat(color_mode="background"), (Target("A", (
                 'SELECT count("online") AS "offline" FROM (SELECT last("online") AS "online" '
-                f'FROM "agent_status" WHERE {DISTRICT} GROUP BY "agent") '
+                f'FROM "{AGENT_STATUS.name}" WHERE {DISTRICT} GROUP BY "agent") '
                 'WHERE "online" = false')),), w=6, h=4, no_value="0",
                   steps=(Step("green"), Step("red", 1)),
                   description="Agents whose last MQTT status is offline (their last will: "
@@ -116,11 +116,11 @@ def dashboard() -> Dashboard:
                   description="Per rule: schools whose latest result is met / schools "
                               "evaluated. Colour bands at the policy shares 60 % and 70 %."),
             Panel("District shares against their targets", Series(), (
-                Target("A", f'SELECT last("value") AS "share" FROM "compliance" '
+                Target("A", f'SELECT last("value") AS "share" FROM "{COMPLIANCE.name}" '
                             f"WHERE {where(DISTRICT, SCOPE_DISTRICT, TIME)} "
                             f'GROUP BY time($__interval), "rule" fill(previous)',
                        alias="$tag_rule"),
-                Target("B", f'SELECT last("target") AS "target" FROM "compliance" '
+                Target("B", f'SELECT last("target") AS "target" FROM "{COMPLIANCE.name}" '
                             f"WHERE {where(DISTRICT, SCOPE_DISTRICT, TIME)} "
                             f'GROUP BY time($__interval), "rule" fill(previous)',
                        alias="$tag_rule target")),
@@ -130,7 +130,7 @@ def dashboard() -> Dashboard:
             Panel("Schools missing targets", Table(sort_by="school"), (Target("A", (
                 'SELECT "value", "target", "state" FROM (SELECT last("met") AS "met", '
                 'last("value") AS "value", last("target") AS "target", '
-                'last("state") AS "state" FROM "compliance" '
+                f'last("state") AS "state" FROM "{COMPLIANCE.name}" '
                 f"WHERE {where(DISTRICT, SCOPE_SCHOOL, TIME)} "
                 'GROUP BY "school", "rule", "policy") WHERE "met" = false '
                 'GROUP BY "school", "rule", "policy"'), fmt="table"),),
@@ -139,7 +139,7 @@ def dashboard() -> Dashboard:
             Row("Map and agents"),
             Panel("Schools", Map(color_field="tier"), (
                 Target("A", 'SELECT last("lat") AS "lat", last("lon") AS "lon", '
-                            'last("name") AS "name" FROM "school_info" '
+                            f'last("name") AS "name" FROM "{SCHOOL_INFO.name}" '
                             f'WHERE {DISTRICT} GROUP BY "school"', fmt="table"),
                 Target("B", ACCESS, fmt="table")),
                   w=12, h=12, unit="none", steps=TIER_STEPS,
@@ -148,7 +148,7 @@ def dashboard() -> Dashboard:
                               "by the collector), coloured by access tier."),
             Panel("Agents offline", Table(sort_by="Time"), (Target("A", (
                 'SELECT "online", "school" FROM (SELECT last("online") AS "online" '
-                f'FROM "agent_status" WHERE {DISTRICT} GROUP BY "agent", "school") '
+                f'FROM "{AGENT_STATUS.name}" WHERE {DISTRICT} GROUP BY "agent", "school") '
                 'WHERE "online" = false GROUP BY "agent"'), fmt="table"),),
                   w=12, h=6, mappings=UP_DOWN, column_links=(school_col,),
                   description="Time: when the broker published the agent's last will."),

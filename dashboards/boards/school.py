@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.measurements import SCHOOL_STATUS
+from collector.measurements import COMPLIANCE, SCHOOL_INFO, SCHOOL_STATUS
 from common.vocab import WAN as WAN_ROLE
 from dashboards.influxql import (
     DISTRICT_VAR,
@@ -57,8 +57,8 @@ def dashboard() -> Dashboard:
                 # All-time last: the contract comes from the inventory, written at startup.
                 Target("B", 'SELECT last("contracted_mbps") AS "contract", '
                             'last("contracted_mbps") * 0.8 AS "contract_80" '
-                            f'FROM "school_info" WHERE {SCHOOL}', fmt="table"),
-                Target("C", 'SELECT max("target") AS "target" FROM "compliance" '
+                            f'FROM "{SCHOOL_INFO.name}" WHERE {SCHOOL}', fmt="table"),
+                Target("C", f'SELECT max("target") AS "target" FROM "{COMPLIANCE.name}" '
                             f"WHERE {where(SCHOOL, ACCESS_RULES, TIME)}",
                        fmt="table")),
                   w=16, h=9, unit="Mbits", min=0, links=links,
@@ -78,11 +78,11 @@ def dashboard() -> Dashboard:
                   steps=(Step("red"), *(Step(c, t) for c, t in zip(
                       ("orange", "yellow", "green", "blue"), TIER_FLOORS, strict=True)))),
             Panel("Contracted", Stat(), (Target("A", (
-                f'SELECT last("contracted_mbps") AS "contract" FROM "school_info" '
+                f'SELECT last("contracted_mbps") AS "contract" FROM "{SCHOOL_INFO.name}" '
                 f"WHERE {SCHOOL}")),), w=4, h=4, unit="Mbits"),
             Panel("Targets of this school", Table(sort_by="rule"), (Target("A", (
                 'SELECT last("value") AS "value", last("target") AS "target", '
-                'last("met") AS "met", last("state") AS "state" FROM "compliance" '
+                f'last("met") AS "met", last("state") AS "state" FROM "{COMPLIANCE.name}" '
                 f'WHERE {where(SCHOOL, TIME)} GROUP BY "rule", "policy", "scope"'),
                 fmt="table"),), w=8, h=5, mappings=MET),
             Row("WAN"),

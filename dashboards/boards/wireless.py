@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collector.measurements import COMPLIANCE
 from dashboards.influxql import (
     CLASSROOM,
     CLASSROOM_VAR,
@@ -79,7 +80,7 @@ def dashboard() -> Dashboard:
                 alias="$tag_classroom $tag_bssid $tag_band"),), w=14, h=8, unit="dBm"),
             Panel("Wireless targets", Table(sort_by="rule"), (Target("A", (
                 'SELECT last("value") AS "value", last("target") AS "target", '
-                'last("met") AS "met" FROM "compliance" '
+                f'last("met") AS "met" FROM "{COMPLIANCE.name}" '
                 f'WHERE {where(SCHOOL, WIRELESS_RULES, TIME)} GROUP BY "rule", "policy"'),
                 fmt="table"),), w=10, h=8, mappings=MET),
             Row("Access points"),
