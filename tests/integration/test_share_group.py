@@ -40,16 +40,18 @@ def reject_points_per_collector(services: Services, db: str) -> dict[str, int]:
     return {str(r["collector"]): int(r["count"]) for r in rows}  # type: ignore[call-overload]
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill", "sigstop"])
+@pytest.mark.parametrize("how", ["sigterm", "sigkill", "sigstop", "sigterm-lasting-session"])
 def test_stopped_collector_gets_no_more_messages(how: str, services: Services, influx_db: str,
                                                  topic_prefix: str, tmp_path: Path) -> None:
     """After one of two collectors stops (graceful, killed, frozen), every message published
-    later is stored by the other within BOUND_S, resends never needed."""
+    later is stored by the other within BOUND_S, resends never needed.  With a lasting
+    session configured (1 h), a graceful stop still ends it (DISCONNECT with expiry 0)."""
     tag = topic_prefix.split("/", maxsplit=1)[0]
     procs = [start_collector_process(write_collector_yaml(
         tmp_path / f"c{i}.yaml", services.mqtt_port, topic_prefix,
         influx_url=services.influx_url, db=influx_db, client_id=f"{tag}-c{i}",
-        keepalive=f"{KEEPALIVE_S}s")) for i in (1, 2)]
+        keepalive=f"{KEEPALIVE_S}s",
+        session_expiry="1h" if how.endswith("lasting-session") else "0s")) for i in (1, 2)]
     acks = AckListener(services.mqtt_port, topic_prefix)
     raw = RawPublisher(services.mqtt_port, "pub-" + tag)
     topics = Topics(topic_prefix)
@@ -115,5 +117,5 @@ def stop_collector(proc: subprocess.Popen[bytes], how: str) -> None:
     if how == "sigstop":
         proc.send_signal(signal.SIGSTOP)
         return
-    proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGTERM)
     proc.wait(10)
