@@ -81,7 +81,7 @@ class Collector:
                       receive_maximum=cfg.receive_maximum)
 
     def stop(self) -> None:
-        """Stop writing and disconnect (un-acked messages stay with the broker and agents)."""
+        """Stop writing and leave the share group (agents resend what was not acked)."""
         self.stop_event.set()
         if self._writer_thread.is_alive():
             self._writer_thread.join(timeout=10)
