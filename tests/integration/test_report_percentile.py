@@ -15,7 +15,7 @@ from collector.config import Influx1Storage
 from collector.reports.aggregate import tier_counts
 from collector.reports.load import read_access
 from collector.reports.model import Period
-from collector.reports.query import InfluxReader
+from collector.reports.query import InfluxReader, QueryError
 from collector.rules.results import tier_of
 from collector.storage.influx1 import Influx1Writer
 from collector.storage.lineprotocol import format_line
@@ -47,3 +47,20 @@ def test_report_tier_is_the_rules_tier(services: Services, influx_db: str) -> No
     [influx] = reader.query(f'SELECT percentile("down_mbps", 90) AS p FROM "speedtest" '
                             f'WHERE "down_mbps" > 0 AND time >= {period.start_ms}ms')
     assert influx.rows[0]["p"] == 9.0 and tier_of(9.0, RATE_TOLERANCE_PCT) == 4
+
+
+def test_chunked_reads_give_every_row_once(services: Services, influx_db: str) -> None:
+    """query_chunked streams a series in pieces; together they are the whole series."""
+    storage = Influx1Storage(kind="influxdb1", url=services.influx_url, database=influx_db)
+    tags = {"district": "d1", "school": "s1", "agent": "s1-gw", "server": "hub"}
+    Influx1Writer(storage).write([format_line("speedtest", tags, {"down_mbps": float(i)},
+                                              1_764_000_000_000 + i * 1000)
+                                  for i in range(1, 11)])
+    reader = InfluxReader(storage)
+    query = 'SELECT "down_mbps" FROM "speedtest" GROUP BY "school"'
+    pieces = list(reader.query_chunked(query, chunk_size=3))
+    assert len(pieces) == 4 and {p.tags["school"] for p in pieces} == {"s1"}
+    assert [r["down_mbps"] for p in pieces for r in p.rows] == [float(i) for i in range(1, 11)]
+    assert list(reader.query_chunked('SELECT "down_mbps" FROM "nothing"')) == []
+    with pytest.raises(QueryError, match="InfluxDB"):
+        list(reader.query_chunked("SELECT FROM WHERE"))
