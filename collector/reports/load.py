@@ -29,11 +29,12 @@ from collector.reports.model import (
 from collector.reports.query import InfluxReader, quote_literal
 from collector.rules.policy import METRICS, PolicyProfile
 from common.figures import statistic
+from common.kinds import declared
 
 _UNITS = SHARE_UNITS
 # Field names checked against the declaration at import: a typo here fails at once.
 _VALUE, _TARGET, _MET, _STATE = (COMPLIANCE.field(f) for f in ("value", "target", "met", "state"))
-_SPEED = "down_mbps"  # speedtest field, declared in common/wire.py KINDS
+_SPEED = declared("speedtest", "down_mbps", "number")  # common/kinds.py
 
 
 def _number(value: Any) -> float | None:
