@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Final, Literal, Protocol
+from typing import Annotated, Final, Literal, NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, field_validator
@@ -90,7 +90,14 @@ class Timetable(Strict):
 
 
 _CACHED_DAYS: Final = 16
-_Day = tuple[int, int, tuple[tuple[int, int], ...]]  # [start, end) of a local day, its spans
+
+
+class SchoolDay(NamedTuple):
+    """One local day: [start_ms, end_ms) and its school-hour spans (none off school days)."""
+
+    start_ms: int
+    end_ms: int
+    spans: tuple[tuple[int, int], ...]
 
 
 class SchoolCalendar:
@@ -107,8 +114,8 @@ class SchoolCalendar:
         self._days = {_WEEKDAYS.index(d) for d in timetable.days}
         self._hours = sorted(parse_hours(h) for h in timetable.hours)
         self._holidays = [parse_day_range(h) for h in timetable.holidays]
-        self._day: _Day = (0, 0, ())
-        self._by_date: dict[dt.date, _Day] = {}
+        self._day = SchoolDay(0, 0, ())
+        self._by_date: dict[dt.date, SchoolDay] = {}
 
     def is_school_time(self, ts_ms: int) -> bool:
         """True when the instant falls in school hours of a school day."""
@@ -121,8 +128,13 @@ class SchoolCalendar:
             day = self._day = self._load(ts_ms)
         return next((a for a, b in day[2] if a <= ts_ms < b), None)
 
-    def _load(self, ts_ms: int) -> _Day:
-        date = dt.datetime.fromtimestamp(ts_ms / 1000, self.zone).date()
+    def is_school_day(self, date: dt.date) -> bool:
+        """A teaching weekday that is not a holiday."""
+        return date.weekday() in self._days and not any(
+            a <= date <= b for a, b in self._holidays)
+
+    def day(self, date: dt.date) -> SchoolDay:
+        """The local day ``date`` with its school-hour spans, sorted."""
         cached = self._by_date.get(date)
         if cached is None:
             cached = self._compile(date)
@@ -131,16 +143,19 @@ class SchoolCalendar:
             self._by_date[date] = cached
         return cached
 
-    def _compile(self, date: dt.date) -> _Day:
+    def _load(self, ts_ms: int) -> SchoolDay:
+        return self.day(dt.datetime.fromtimestamp(ts_ms / 1000, self.zone).date())
+
+    def _compile(self, date: dt.date) -> SchoolDay:
         start = _ms(dt.datetime.combine(date, dt.time(0), self.zone))
         end = _ms(dt.datetime.combine(date + dt.timedelta(days=1), dt.time(0), self.zone))
-        if date.weekday() not in self._days or any(a <= date <= b for a, b in self._holidays):
-            return start, end, ()
+        if not self.is_school_day(date):
+            return SchoolDay(start, end, ())
         spans = tuple(
             (_ms(dt.datetime.combine(date, first, self.zone)),
              end if last == dt.time.max else _ms(dt.datetime.combine(date, last, self.zone)))
             for first, last in self._hours)
-        return start, end, spans
+        return SchoolDay(start, end, spans)
 
 
 def _ms(when: dt.datetime) -> int:
@@ -179,7 +194,10 @@ class SchoolHours:
 
     def calendar(self, place: Place | None) -> SchoolCalendar:
         """The compiled calendar of ``place`` (None: of the default timetable)."""
-        table = self.timetable(place)
+        return self.compile(self.timetable(place))
+
+    def compile(self, table: Timetable) -> SchoolCalendar:
+        """``table`` compiled, once per distinct timetable."""
         key = table.model_dump_json()
         found = self._calendars.get(key)
         if found is None:

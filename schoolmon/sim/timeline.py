@@ -9,20 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from common.timetable import Timetable, parse_day_range, parse_hours
+from common.timetable import SchoolHours, Timetable
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# School days and hours come from the one resolver the rules, alerts and agents use.
+_HOURS = SchoolHours()
 
 
 def is_school_day(timetable: Timetable, day: dt.date) -> bool:
     """A teaching weekday that is not a holiday."""
-    if _WEEKDAYS[day.weekday()] not in timetable.days:
-        return False
-    for item in timetable.holidays:
-        first, last = parse_day_range(item)
-        if first <= day <= last:
-            return False
-    return True
+    return _HOURS.compile(timetable).is_school_day(day)
 
 
 def local_date(timetable: Timetable, ts_ms: int) -> dt.date:
@@ -49,16 +44,9 @@ def backfill_days(timetable: Timetable, today: dt.date, count: int) -> list[dt.d
     return sorted(days)
 
 
-def _hour_ranges_ms(timetable: Timetable, day: dt.date) -> list[tuple[int, int]]:
-    zone = ZoneInfo(timetable.timezone)
-    ranges = []
-    for item in timetable.hours:
-        start, end = parse_hours(item)
-        a = dt.datetime.combine(day, start, zone)
-        b = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
-             if end == dt.time.max else dt.datetime.combine(day, end, zone))
-        ranges.append((int(a.timestamp() * 1000), int(b.timestamp() * 1000)))
-    return ranges
+def _hour_ranges_ms(timetable: Timetable, day: dt.date) -> tuple[tuple[int, int], ...]:
+    """School-hour spans of ``day`` (none on a non-school day)."""
+    return _HOURS.compile(timetable).day(day).spans
 
 
 def school_end_ms(timetable: Timetable, day: dt.date) -> int:

@@ -14,6 +14,7 @@ from collector.alerts.settings import AlertRulesSettings
 from collector.alerts.tracker import ConditionTracker
 from common.timetable import SchoolHours, Timetable
 from common.wire import AgentIdentity
+from schoolmon.sim.timeline import is_school_day, school_ticks
 from tests.rules_fixtures import HOUR, MINUTE, at, av, engine, inventory, school
 
 AFTERNOON = Timetable(hours=["13:00-17:00"])
@@ -74,3 +75,15 @@ def test_rules_alerts_and_agents_give_the_same_answer_all_week() -> None:
     assert rules_hours.calendar(inv.schools[1]).is_school_time(at(1, 12, 30))
     assert not rules_hours.calendar(inv.schools[1]).is_school_time(at(1, 10, 30))
 
+
+
+def test_simulator_samples_in_the_same_hours() -> None:
+    """The simulator's school-hour ticks are school time for the rules, and only those."""
+    tuesday = dt.date(2026, 11, 24)
+    table = Timetable(hours=["13:00-17:00"], holidays=["2026-11-25"])
+    ticks = school_ticks(table, tuesday, 900)
+    calendar = SchoolHours(table).calendar(None)
+    assert len(ticks) == 16 and all(calendar.is_school_time(t) for t in ticks)
+    assert ticks[0] == at(1, 13) and ticks[-1] == at(1, 16, 45)
+    assert is_school_day(table, tuesday) and not is_school_day(table, dt.date(2026, 11, 25))
+    assert school_ticks(table, dt.date(2026, 11, 25), 900) == []
