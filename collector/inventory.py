@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from common.config import Identifier, Strict, load_model
 from common.timetable import Timetable, TimeZoneName
-from common.vocab import AgentRole, DeviceType
+from common.vocab import AgentRole, DeviceType, NetworkLinkRole
 
 Region = Literal["east", "central", "west"]  # 东部 / 中部 / 西部, as the national plans divide
 SchoolLevel = Literal["primary", "junior", "senior"]  # 小学 / 初中 / 高中
@@ -90,7 +90,7 @@ class NetworkLink(Strict):
 
     device: str = Field(min_length=1)  # the netdev_if ``device`` tag
     ifname: str = Field(min_length=1)
-    role: Literal["egress", "district_link", "backbone"]
+    role: NetworkLinkRole
     peer: str | None = None  # district_link: the district at the other end
 
 

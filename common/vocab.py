@@ -23,6 +23,10 @@ EDU_ROLE: Final = "district"
 # Targets beyond the school: one answering means the school's uplink carries traffic.
 UPLINK_ROLES: Final = frozenset({INTERNET_ROLE, EDU_ROLE})
 
+# What a port of a network node (city / district / province education network) carries: its
+# internet egress, its link to another district, a backbone link (inventory networks[].links).
+NetworkLinkRole = Literal["egress", "district_link", "backbone"]
+
 # What an agent is in the inventory.
 AgentRole = Literal["gateway", "classroom_pc", "server"]
 
@@ -35,4 +39,5 @@ MULTIMEDIA_TYPES: Final[tuple[DeviceType, ...]] = ("projector", "panel")
 INTERFACE_ROLES: Final = frozenset(get_args(InterfaceRole))
 TARGET_ROLES: Final = frozenset(get_args(TargetRole))
 AGENT_ROLES: Final = frozenset(get_args(AgentRole))
+NETWORK_LINK_ROLES: Final = frozenset(get_args(NetworkLinkRole))
 DEVICE_TYPES: Final = frozenset(get_args(DeviceType))

@@ -11,9 +11,11 @@ from collections import defaultdict
 
 from collector.inventory import Network
 from collector.rules.state import SchoolState
+from common.vocab import NetworkLinkRole
 
-_ROLE = {"egress_mbps": "egress", "district_link_mbps": "district_link",
-         "backbone_link_mbps": "backbone"}
+_ROLE: dict[str, NetworkLinkRole] = {"egress_mbps": "egress",
+                                     "district_link_mbps": "district_link",
+                                     "backbone_link_mbps": "backbone"}
 
 
 def network_value(net: Network, state: SchoolState, metric: str, since_ms: int) -> float | None:

@@ -21,6 +21,7 @@ LISTS = {
     "interface roles": re.compile(r'Literal\[\s*"wan"'),
     "target roles": re.compile(r'Literal\[\s*"gateway",\s*"dns"'),
     "agent roles": re.compile(r'Literal\[\s*"gateway",\s*"classroom_pc"'),
+    "network link roles": re.compile(r'Literal\[\s*"egress"'),
 }
 
 
