@@ -15,6 +15,7 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ import yaml
 from agent.config import AgentConfig
 from agent.runner import Agent
 from agent.scheduler import ScheduledProbe
+from collector.alerts.engine import AlertEngine
+from collector.alerts.settings import AlertRulesSettings
+from collector.config import CollectorConfig
+from collector.inventory import Inventory
+from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity, Sample
 from tests.conftest import (
     Services,
@@ -33,7 +39,8 @@ from tests.conftest import (
     start_services,
     wait_until,
 )
-from tests.peers.smtp_server import free_port
+from tests.integration.alert_scenario import PASSWORD, alert_settings
+from tests.peers.smtp_server import free_port, start_smtp
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +212,8 @@ def test_wrong_password_then_fixed_loses_nothing(auth_influx: Services, services
                                " / password_file (or password_env) in collector.yaml") == 1
         assert "right-pw" not in logs(cfg) and "wrong-pw" not in logs(cfg)
         assert agent.publisher.acked_batches == 0
-        stop_process(collector)
+        collector.kill()  # nothing was acked: a crash and a clean stop leave the same state
+        collector.wait(10)
         pw.write_text("right-pw\n")
         collector = start_collector_process(cfg)
         stored = drain_and_count(agent, probe, lambda: stored_times(
@@ -385,3 +393,61 @@ def test_victoriametrics_sigkilled_under_load_keeps_every_acked_sample(
         stop.set()
         thread.join(10)
         stop_process(collector)
+
+
+def mail_text(message: EmailMessage) -> str:
+    """The plain-text part of a mail."""
+    part = message.get_body(("plain",))
+    assert isinstance(part, EmailMessage)
+    return str(part.get_content())
+
+
+def test_storage_refusing_alert_is_mailed_while_influxdb_refuses(
+        services: Services, topic_prefix: str, tmp_path: Path) -> None:
+    """The storage_refusing mail goes out by SMTP while InfluxDB refuses; resolved after."""
+    db = "sr_alert_" + topic_prefix[1:9]
+    (tmp_path / "smtp").mkdir()
+    smtp = start_smtp(tmp_path / "smtp", PASSWORD)
+    rules = AlertRulesSettings(storage_refusing_after=1.0, group_interval=1.0)
+    settings = alert_settings(tmp_path / "alerts.db", smtp, language="en", group_wait="1s")
+    engine = AlertEngine(settings, Inventory(districts=[]), rules)
+    config = CollectorConfig.model_validate({
+        "mqtt": {"host": "127.0.0.1", "port": services.mqtt_port, "topic_prefix": topic_prefix,
+                 "username": None, "client_id": "sr-alert-collector", "session_expiry": "60s"},
+        "storage": {"kind": "influxdb1", "url": services.influx_url, "database": db},
+        "write": {"flush_interval": "100ms", "max_retry_delay": "1s"},
+    })
+    collector = Collector(config, build_writer(config), observers=[engine.observe])
+    engine.tracker.watch_storage(collector.storage.health)  # the wiring `collector run` needs
+    ticking = threading.Event()
+    ticker = threading.Thread(target=engine.run, args=(ticking, 0.2), daemon=True)
+    collector.start()
+    assert collector.connected.wait(10)
+    ticker.start()
+    probe = CountingProbe()
+    agent, stop, thread = start_agent(tmp_path, services.mqtt_port, topic_prefix, probe)
+    try:
+        wait_until(lambda: len(smtp.messages) >= 1, 30, "the storage alert mail")
+        assert collector.storage.stats.failing and agent.publisher.acked_batches == 0
+        firing = smtp.messages[0].message
+        assert str(firing["subject"]).strip() == (  # a long subject is folded
+            "[schoolmon FIRING] collector (collector): Collector storage refusing writes")
+        text = mail_text(firing)
+        assert "cause: database does not exist" in text
+        assert f'create it (CREATE DATABASE "{db}")' in text
+        influx_query(services.influx_url, "", f'CREATE DATABASE "{db}"')
+        wait_until(lambda: len(smtp.messages) >= 2, 30, "the resolved mail")
+        resolved = str(smtp.messages[1].message["subject"]).strip()
+        assert resolved.startswith("[schoolmon RESOLVED] collector (collector)")
+        stored = drain_and_count(agent, probe, lambda: stored_times(services.influx_url, db))
+        assert stored == sorted(probe.produced)
+        assert len(smtp.messages) == 2
+    finally:
+        stop.set()
+        thread.join(10)
+        ticking.set()
+        ticker.join(10)
+        collector.stop()
+        engine.close()
+        smtp.stop()
+        influx_query(services.influx_url, "", f'DROP DATABASE "{db}"')
