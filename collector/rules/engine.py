@@ -29,6 +29,8 @@ from common.wire import AgentIdentity, Sample
 log = logging.getLogger(__name__)
 
 WritePoints = Callable[[list[str]], bool]
+# Live samples held while a restore runs: a minute of a province's traffic.
+_MAX_HELD_SAMPLES = 4_000_000
 
 
 def wall_clock_ms() -> int:
@@ -73,6 +75,15 @@ class RulesEngine:
         self.observed_samples = 0  # of inventory schools
         self.unknown_school_samples = 0
         self._unknown_logged: set[str] = set()
+        # The periodic pass's "now" (tests and replays fix it; ingest keeps ``clock``).
+        self.pass_clock = clock
+        # While the state is restored from storage (restore.py), live batches and statuses wait
+        # here, so a replayed older sample is never refused as older than a live one.
+        self.ready = threading.Event()
+        self.ready.set()
+        self._held: list[tuple[AgentIdentity, list[Sample] | tuple[str, int], int]] = []
+        self._held_samples = 0
+        self.held_dropped = 0
 
     # --- observers (collector writer thread / paho thread) ---------------------------------
 
@@ -80,6 +91,9 @@ class RulesEngine:
         """SampleObserver: take in one stored batch of an agent."""
         received = self.clock()
         with self._lock:
+            if not self.ready.is_set():
+                self._hold(who, samples, received)
+                return
             state = self._school(who)
             if state is None:
                 self.unknown_school_samples += len(samples)
@@ -91,11 +105,89 @@ class RulesEngine:
     def observe_status(self, who: AgentIdentity, status: str, ts_ms: int) -> None:
         """StatusObserver: an agent's retained online/offline status."""
         with self._lock:
+            if not self.ready.is_set():
+                self._hold(who, (status, ts_ms), ts_ms)
+                return
             state = self._school(who)
             if state is None:
                 return
             agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
             agent.status, agent.status_ms = status, ts_ms
+
+    # --- restore (restore.py replays stored samples through these) ---------------------------
+
+    def hold_for_restore(self) -> None:
+        """Hold live input until finish_restore(); passes wait for it too."""
+        with self._lock:
+            self.ready.clear()
+
+    def _hold(self, who: AgentIdentity, item: list[Sample] | tuple[str, int],
+              received: int) -> None:
+        if isinstance(item, list):
+            if self._held_samples + len(item) > _MAX_HELD_SAMPLES:
+                self.held_dropped += len(item)  # bounded memory beats a complete gap replay
+                return
+            self._held_samples += len(item)
+        self._held.append((who, item, received))
+
+    def school_ids(self) -> list[str]:
+        """Every school and network node the engine keeps state for, inventory order."""
+        return list(self._schools)
+
+    def replay(self, items: list[tuple[AgentIdentity, Sample]]) -> None:
+        """Stored samples, oldest first: taken in as if they had arrived when they were taken."""
+        with self._lock:
+            for who, sample in items:
+                state = self._schools.get(who.school)
+                if state is not None:
+                    agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
+                    state.add(agent, [sample], sample.ts_ms)
+
+    def replay_heard(self, who: AgentIdentity, ts_ms: int) -> None:
+        """A stored sample of a kind the rules do not read: the agent was heard then."""
+        with self._lock:
+            state = self._schools.get(who.school)
+            if state is not None:
+                agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
+                agent.last_ms = max(agent.last_ms or 0, ts_ms)
+                state.last_seen_ms = max(state.last_seen_ms or 0, ts_ms)
+
+    def replay_status(self, who: AgentIdentity, status: str, ts_ms: int) -> None:
+        """A stored agent_status point; an older one than the state's is ignored."""
+        with self._lock:
+            state = self._schools.get(who.school)
+            if state is not None:
+                agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
+                if agent.status_ms is None or ts_ms >= agent.status_ms:
+                    agent.status, agent.status_ms = status, ts_ms
+
+    def finish_restore(self) -> int:
+        """Take in what was held, in arrival order; returns the held samples taken in.
+
+        A held status that repeats the restored one is the broker's retained copy, re-sent on
+        subscribe: news to this process, not to the state, so it keeps the stored time.
+        """
+        with self._lock:
+            held, self._held, self._held_samples = self._held, [], 0
+            taken = 0
+            for who, item, received in held:
+                state = self._schools.get(who.school)
+                if state is None:
+                    self.unknown_school_samples += len(item) if isinstance(item, list) else 0
+                    continue
+                agent = state.agent(who.agent, self._agent_rooms.get(who.agent))
+                if isinstance(item, list):
+                    state.add(agent, item, received)
+                    taken += len(item)
+                elif item[0] != agent.status:
+                    agent.status, agent.status_ms = item
+            self.observed_samples += taken
+            self.ready.set()
+        if self.held_dropped:
+            log.warning("rules: %d samples that arrived during the restore were not kept "
+                        "(more than %d held); their windows fill again", self.held_dropped,
+                        _MAX_HELD_SAMPLES)
+        return taken
 
     def _school(self, who: AgentIdentity) -> SchoolState | None:
         state = self._schools.get(who.school)
@@ -160,10 +252,13 @@ class RulesEngine:
                      interval: float | None = None) -> None:
         """Evaluate and write every ``interval`` seconds (rules.interval) until ``stop``."""
         every = self.settings.interval if interval is None else interval
+        while not self.ready.wait(1.0):  # no pass on a half-restored state
+            if stop.is_set():
+                return
         while not stop.wait(every):
             started = time.monotonic()
             try:
-                lines = self.pass_lines()
+                lines = self.pass_lines(self.pass_clock())
             except Exception:  # a bug in one pass must not end the collector's rules for good
                 log.exception("rules evaluation failed")
                 continue

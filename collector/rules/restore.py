@@ -1,0 +1,201 @@
+"""The rules engine's state rebuilt from the samples stored in InfluxDB (the store of truth).
+
+A collector that restarts (upgrade, reboot, OOM kill) replays, school by school, what its
+windows need: every ``av`` and ``wifi`` sample (the uptime and coverage buckets) and speed test
+of the longest window, the newest qualifying ``reach``, ``iface`` and ``netdev_if`` point of each
+series (the state keeps only the newest of those), the newest point of every other kind per
+agent (when it was last heard) and each agent's newest ``agent_status``. The state's counters
+skip what they already counted, so the same samples replayed are the state of a collector that
+took them in live, and ``history.py`` replays consecutive ranges to evaluate past days.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from collector.rules.engine import RulesEngine
+from common.kinds import KINDS
+from common.wire import AgentIdentity, Sample
+
+log = logging.getLogger(__name__)
+
+_IDENTITY = ("agent", "district", "school")
+# Every sample of the window: the state counts them (buckets) or keeps a bounded list.
+_WINDOWED = '"online","rssi_dbm","down_mbps","up_mbps" FROM "av","wifi","speedtest"'
+# The newest point per series is all the state keeps of these; the filters are the state's
+# own (a down or Wi-Fi link carries no classroom rate, a port is down or has a speed).
+_NEWEST = (
+    ('"up" FROM "reach"', ""),
+    ('"link_mbps","up" FROM "iface"', ' AND "up" = true AND "role" != \'wlan\''),
+    ('"speed_mbps","up" FROM "netdev_if"', ' AND ("up" = false OR "speed_mbps" >= 0)'),
+)
+_REPLAYED = frozenset({"av", "wifi", "speedtest", "reach", "iface", "netdev_if"})
+_STATUS_MEASUREMENT = "agent_status"  # collector/measurements.py AGENT_STATUS
+
+
+class Row(Protocol):
+    """One series of a query result (collector.reports.query.Series)."""
+
+    name: str
+    tags: dict[str, str]
+    rows: list[dict[str, Any]]
+
+
+class StoredSamples(Protocol):
+    """InfluxQL over the collector's storage (collector.reports.query.InfluxReader)."""
+
+    def query(self, influxql: str) -> list[Any]: ...
+
+
+@dataclass
+class RestoreStats:
+    """What a restore read and how long it took."""
+
+    schools: int = 0
+    samples: int = 0
+    queries: int = 0
+    seconds: float = 0.0
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _who(tags: dict[str, str]) -> AgentIdentity | None:
+    district, school, agent = tags.get("district"), tags.get("school"), tags.get("agent")
+    if not (district and school and agent):
+        return None
+    return AgentIdentity(district, school, agent)
+
+
+def _samples(series: list[Row]) -> Iterator[tuple[AgentIdentity, Sample]]:
+    for s in series:
+        who = _who(s.tags)
+        if who is None:
+            continue
+        tags = {k: v for k, v in s.tags.items() if v and k not in _IDENTITY}
+        for row in s.rows:
+            fields = {k: v for k, v in row.items() if k != "time" and v is not None}
+            if fields:
+                yield who, Sample(s.name, int(row["time"]), tags, fields)
+
+
+class Restorer:
+    """Replays stored samples into an engine, a group of schools per query."""
+
+    def __init__(self, engine: RulesEngine, source: StoredSamples, *, batch: int = 25,
+                 progress_every: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.source = source
+        self.batch = batch
+        self.progress_every = progress_every
+        self._monotonic = monotonic
+
+    def window_start(self, until_ms: int) -> int:
+        """Where the longest window ending at ``until_ms`` begins (its oldest bucket's start)."""
+        geometry = self.engine.geometry
+        longest = geometry.width_ms * (geometry.ring - 1)
+        return geometry.first_bucket(until_ms, longest) * geometry.width_ms
+
+    def replay(self, since_ms: int, until_ms: int, schools: list[str] | None = None,
+               stats: RestoreStats | None = None) -> RestoreStats:
+        """Take in the samples of ``since_ms`` < time <= ``until_ms``, school group by group.
+
+        Raises what the source raises (storage unreachable); ``stats.schools`` then says how
+        many schools are done, so a retry can go on from there.
+        """
+        ids = self.engine.school_ids() if schools is None else schools
+        stats = stats or RestoreStats()
+        started = self._monotonic()
+        logged = started
+        while stats.schools < len(ids):
+            group = ids[stats.schools:stats.schools + self.batch]
+            stats.samples += self._replay_group(group, since_ms, until_ms, stats)
+            stats.schools += len(group)
+            now = self._monotonic()
+            if now - logged >= self.progress_every:
+                logged = now
+                log.info("rules: restoring state from storage: %d/%d schools, %d samples, "
+                         "%.0f s", stats.schools, len(ids), stats.samples, now - started)
+        stats.seconds += self._monotonic() - started
+        return stats
+
+    def _query(self, statement: str, stats: RestoreStats) -> list[Row]:
+        stats.queries += 1
+        result: list[Row] = self.source.query(statement)
+        return result
+
+    def _replay_group(self, group: list[str], since_ms: int, until_ms: int,
+                      stats: RestoreStats) -> int:
+        schools = " OR ".join(f'"school" = {_quote(s)}' for s in group)
+        where = f"({schools}) AND time > {since_ms}ms AND time <= {until_ms}ms"
+        items = list(_samples(self._query(f"SELECT {_WINDOWED} WHERE {where} GROUP BY *",
+                                          stats)))
+        for select, extra in _NEWEST:
+            items.extend(_samples(self._query(
+                f"SELECT {select} WHERE {where}{extra} GROUP BY * ORDER BY time DESC LIMIT 1",
+                stats)))
+        # Oldest first across series: a scan's BSSIDs, a device's samples, in time order.
+        items.sort(key=lambda item: item[1].ts_ms)
+        self.engine.replay(items)
+        others = ",".join(f'"{k}"' for k in KINDS if k not in _REPLAYED)
+        for s in self._query(f"SELECT * FROM {others} WHERE {where} GROUP BY "
+                             '"district","school","agent" ORDER BY time DESC LIMIT 1', stats):
+            who = _who(s.tags)
+            if who is not None and s.rows:
+                self.engine.replay_heard(who, int(s.rows[0]["time"]))
+        for s in self._query(f'SELECT "state" FROM "{_STATUS_MEASUREMENT}" WHERE ({schools}) '
+                             f'AND time <= {until_ms}ms GROUP BY "district","school","agent" '
+                             "ORDER BY time DESC LIMIT 1", stats):
+            who = _who(s.tags)
+            state = s.rows[0].get("state") if s.rows else None
+            if who is not None and state in ("online", "offline"):
+                self.engine.replay_status(who, str(state), int(s.rows[0]["time"]))
+        return len(items)
+
+
+def restore_on_start(engine: RulesEngine, source: StoredSamples, stop: threading.Event, *,
+                     retry_every: float = 5.0) -> RestoreStats | None:
+    """Rebuild the engine's state for the longest window, retrying while storage is down.
+
+    The engine holds live input meanwhile (``hold_for_restore`` was called before ingest
+    started); returns None when stopped first.
+    """
+    restorer = Restorer(engine, source)
+    until = engine.clock()
+    since = restorer.window_start(until)
+    stats = RestoreStats()
+    total = len(engine.school_ids())
+    log.info("rules: restoring the state of %d schools from storage (samples since %s)",
+             total, time.strftime("%Y-%m-%d %H:%M", time.gmtime(since / 1000)))
+    while True:
+        try:
+            restorer.replay(since - 1, until, stats=stats)  # the oldest bucket whole
+            break
+        except Exception as exc:  # storage down or refusing: say so, keep ingesting, retry
+            log.warning("rules: restore paused at %d/%d schools: %s; retrying in %.0f s "
+                        "(ingest continues; no compliance pass until restored)",
+                        stats.schools, total, exc, retry_every)
+            if stop.wait(retry_every):
+                return None
+    held = engine.finish_restore()
+    log.info("rules: state restored: %d schools, %d samples in %.1f s (%d queries); %d samples "
+             "that arrived meanwhile taken in", stats.schools, stats.samples, stats.seconds,
+             stats.queries, held)
+    return stats
+
+
+def start_restore(engine: RulesEngine, source: StoredSamples,
+                  stop: threading.Event) -> threading.Thread:
+    """hold_for_restore, then restore_on_start in a daemon thread named 'rules-restore'."""
+    engine.hold_for_restore()
+    thread = threading.Thread(target=restore_on_start, args=(engine, source, stop),
+                              name="rules-restore", daemon=True)
+    thread.start()
+    return thread
