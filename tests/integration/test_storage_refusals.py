@@ -172,6 +172,7 @@ def test_missing_database_then_created_loses_nothing(services: Services, topic_p
         influx_query(services.influx_url, "", f'CREATE DATABASE "{db}"')
         stored = drain_and_count(agent, probe, lambda: stored_times(services.influx_url, db))
         assert stored == sorted(probe.produced)  # every sample, each once
+        print(f"missing database: produced {len(probe.produced)}, stored {len(stored)}")
         assert "storage is back after" in logs(cfg)
         outage = query(services.influx_url, db, "SELECT storage_failing, "
                        "storage_failure_cause FROM schoolmon_collector")
@@ -219,6 +220,7 @@ def test_wrong_password_then_fixed_loses_nothing(auth_influx: Services, services
         stored = drain_and_count(agent, probe, lambda: stored_times(
             auth_influx.influx_url, "schoolmon", "adm:right-pw"))
         assert stored == sorted(probe.produced)
+        print(f"wrong password: produced {len(probe.produced)}, stored {len(stored)}")
     finally:
         stop.set()
         thread.join(10)
@@ -255,6 +257,8 @@ def test_field_type_conflict_dead_letters_only_that_point(services: Services, in
         assert reject["line"].startswith("reach,target=odd,") and "rtt_ms=1.0" in reject["line"]
         assert reject["line"].endswith(f" {odd}") and "field type conflict" in reject["detail"]
         assert logs(cfg).count("refused 1 point(s) for good (field_type_conflict)") == 1
+        print(f"conflict: produced {len(probe.produced)}, stored {len(stored)}, "
+              f"dead-letter {len(dead)}")
     finally:
         stop.set()
         thread.join(10)
@@ -338,6 +342,7 @@ def test_victoriametrics_refusing_auth_then_open_loses_nothing(
         victoria.start()
         stored = drain_and_count(agent, probe, victoria.stored)
         assert stored == sorted(probe.produced)
+        print(f"vm auth: produced {len(probe.produced)}, stored {len(stored)}")
     finally:
         stop.set()
         thread.join(10)
@@ -371,24 +376,27 @@ def test_victoriametrics_sigkilled_under_load_keeps_every_acked_sample(
     victoria.start()
     cfg = collector_yaml(tmp_path, services.mqtt_port, topic_prefix, vm_storage(victoria, server))
     collector = start_collector_process(cfg)
-    probe = CountingProbe(per_collect=4)
+    probe = CountingProbe(per_collect=10)
     agent, stop, thread = start_agent(tmp_path, services.mqtt_port, topic_prefix, probe,
-                                      interval=0.2)  # 20 samples/s
+                                      interval=0.1)  # 100 samples/s
     acked = record_acks(agent)
     try:
-        wait_until(lambda: len(acked) >= 60, 30, "samples acked")
+        wait_until(lambda: len(acked) >= 300, 30, "samples acked")
         victoria.kill()
         wait_until(lambda: "unreachable" in logs(cfg), 15, "the collector to see it down")
         acked_at_kill = set(acked)
         victoria.start()
         after_restart = set(victoria.stored())
         lost = acked_at_kill - after_restart
+        print(f"vm kill ({server}): acked at kill {len(acked_at_kill)}, in VM after restart "
+              f"{len(after_restart)}, acked and lost {len(lost)}")
         if server == "influxdb":
             assert lost, "VictoriaMetrics kept every acked sample without the barrier"
             return
         assert not lost, f"{len(lost)} acked samples lost"
         stored = drain_and_count(agent, probe, victoria.stored)
         assert stored == sorted(probe.produced)  # produced = stored, each once
+        print(f"vm kill: produced {len(probe.produced)}, stored {len(stored)}")
     finally:
         stop.set()
         thread.join(10)
@@ -442,6 +450,7 @@ def test_storage_refusing_alert_is_mailed_while_influxdb_refuses(
         stored = drain_and_count(agent, probe, lambda: stored_times(services.influx_url, db))
         assert stored == sorted(probe.produced)
         assert len(smtp.messages) == 2
+        print(f"alert: produced {len(probe.produced)}, stored {len(stored)}, mails 2")
     finally:
         stop.set()
         thread.join(10)
