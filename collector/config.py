@@ -94,6 +94,20 @@ class WriteSettings(Strict):
     queue_bytes: int = Field(default=64 * 2**20, ge=256 * 1024)
 
 
+class ClockSettings(Strict):
+    """Agents' wrong clocks (collector/clocks.py): estimated from every message, corrected."""
+
+    # Offsets up to this are left alone (a right clock's samples are stored exactly as sent);
+    # past it, the agent's timestamps are corrected, until the offset is back under half.
+    tolerance: Duration = 120.0
+    # The estimate is the least (receive - sent) over this window: long enough to hold a
+    # message that crossed the link without waiting.
+    window: Duration = 600.0
+    # A new offset is applied when a message this much later agrees with it: one envelope
+    # never moves an agent's data.  0 applies the first estimate at once.
+    confirm_after: DurationOrZero = 20.0
+
+
 class SmtpSettings(WithSecrets):
     """Outgoing mail server for alerts."""
 
@@ -130,6 +144,7 @@ class CollectorConfig(Strict):
     mqtt: CollectorMqtt = CollectorMqtt()
     storage: StorageSettings
     write: WriteSettings = WriteSettings()
+    clocks: ClockSettings = ClockSettings()
     inventory: str | None = None
     policies: list[str] = []
     alerts: AlertSettings | None = None

@@ -82,6 +82,12 @@ REJECT: Final = _m(
     "schoolmon_reject", "cause collector district school agent",
     {"count": "number", "detail": "string"},
     "One point per rejected message, tagged with its stable cause (validate.py).")
+AGENT_CLOCK: Final = _m(
+    "agent_clock", "district school agent",
+    {"offset_ms": "number", "applied_ms": "number", "corrected": "bool"},
+    "An agent's clock offset (collector minus agent, ms) and the correction applied to its "
+    "timestamps (clocks.py): for clocks off by over half the tolerance, once a minute.")
 
 MEASUREMENTS: Final[Mapping[str, Measurement]] = MappingProxyType(
-    {m.name: m for m in (COMPLIANCE, SCHOOL_STATUS, SCHOOL_INFO, AGENT_STATUS, REJECT)})
+    {m.name: m for m in (COMPLIANCE, SCHOOL_STATUS, SCHOOL_INFO, AGENT_STATUS, REJECT,
+                         AGENT_CLOCK)})

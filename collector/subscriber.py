@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from collector.clocks import ClockBook, restore_clocks
 from collector.config import CollectorConfig
 from collector.inflight import Delivery, Inbound, InflightQueue, Offer, batch_key
 from collector.storage import PointWriter
@@ -51,6 +52,8 @@ class Collector:
                                        max_delay=config.write.max_retry_delay)
         self.rejects = RejectCounter(collector=config.mqtt.effective_client_id())
         self.accepted_messages = 0
+        # Agents' clock offsets (collector/clocks.py): only paho's thread corrects.
+        self.clocks = ClockBook(config.clocks)
         self.connected = threading.Event()
         self.queue = InflightQueue(config.write.queue_messages, config.write.queue_bytes)
         # How long paho's thread may wait for room in the queue (back-pressure on the broker)
@@ -76,6 +79,8 @@ class Collector:
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client = client
+        # Before the first message: a backlog arriving at once is corrected like the rest.
+        restore_clocks(self.clocks, self.config.storage)
         self._writer_thread.start()
         connect_async(client, cfg, session_expiry_s=cfg.session_expiry,
                       receive_maximum=cfg.receive_maximum)
@@ -126,7 +131,8 @@ class Collector:
         if msg.topic.endswith("/status"):
             self._on_status(client, msg)
             return
-        result = validate(self.topics, msg.topic, msg.payload)
+        result = validate(self.topics, msg.topic, msg.payload, self.clocks,
+                          int(time.time() * 1000))
         item = Inbound(result, len(msg.payload), [Delivery(msg.mid, msg.qos, self._generation)],
                        batch_key(result))
         # Blocks paho's thread while the writer is behind: back-pressure on the broker.
@@ -195,6 +201,7 @@ class Collector:
             result = item.result
             if isinstance(result, Accepted):
                 lines.extend(result.lines)
+                lines.extend(result.extra_lines)
                 seqs[result.who].append(result.seq)
             else:
                 lines.append(self.rejects.record(result))

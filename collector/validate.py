@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from collector.clocks import ClockBook
 from collector.measurements import REJECT
 from collector.storage.lineprotocol import format_line, identity_tags, sample_line
 from common.wire import (
@@ -35,12 +36,17 @@ _HEAD_BYTES = 400
 
 @dataclass(frozen=True)
 class Accepted:
-    """A valid batch: its points and the seq to acknowledge to the agent."""
+    """A valid batch: its points and the seq to acknowledge to the agent.
+
+    ``extra_lines`` are the collector's own points that came with it (the agent's clock): not
+    part of the batch's identity (collector/inflight.py's key), so a resend is still the same.
+    """
 
     who: AgentIdentity
     seq: int
     lines: list[str]
     samples: list[Sample]
+    extra_lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,13 @@ class Rejected:
     seq: int | None = None
 
 
-def validate(topics: Topics, topic: str, payload: bytes) -> Accepted | Rejected:
-    """Decode and check a data message, including topic == payload identity."""
+def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | None = None,
+             recv_ms: int = 0) -> Accepted | Rejected:
+    """Decode and check a data message, including topic == payload identity.
+
+    With ``clocks``, the message (received at ``recv_ms``) updates its agent's clock offset and
+    its samples come back corrected when that agent's clock is wrong.
+    """
     who: AgentIdentity | None = None
     try:
         who, leaf = topics.parse(topic)
@@ -76,9 +87,14 @@ def validate(topics: Topics, topic: str, payload: bytes) -> Accepted | Rejected:
         # an ack never goes to an identity a payload names.
         seq = recover_seq(payload) if who is not None else None
         return Rejected(exc.cause, exc.detail, who, seq)
+    samples = env.samples
+    extra: tuple[str, ...] = ()
+    if clocks is not None:
+        fix = clocks.correct(who, env.sent_ms, recv_ms, samples)
+        samples, extra = fix.samples, fix.lines
     ident = identity_tags(who)
-    return Accepted(who, env.seq, [sample_line(s, who, ident) for s in env.samples],
-                    env.samples)
+    return Accepted(who, env.seq, [sample_line(s, who, ident) for s in samples], samples,
+                    extra)
 
 
 def recover_seq(payload: bytes) -> int | None:
