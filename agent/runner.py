@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 
 from agent.config import AgentConfig
 from agent.probes import build_probe
@@ -20,12 +22,37 @@ log = logging.getLogger(__name__)
 AGENT_SAMPLE_INTERVAL = 60.0
 
 
-class AgentHealthProbe:
-    """The ``agent`` sample: the agent's own memory, CPU, spool and error counters."""
+def installed_version() -> str:
+    """The installed schoolmon release (the wheel's metadata, from schoolmon.__version__)."""
+    # Read from the distribution, not imported from the schoolmon package: imports go downward.
+    try:
+        return version("schoolmon")
+    except PackageNotFoundError:
+        return "unknown"
 
-    def __init__(self, spool: Spool, errors: Callable[[], int]) -> None:
+
+def config_hash(config: AgentConfig) -> str:
+    """A short fingerprint of the validated config: which agents run the same agent.yaml."""
+    # model_dump never holds resolved secrets (common/config.py WithSecrets), only their
+    # *_env / *_file names, so the fingerprint reveals nothing secret.
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+
+
+class AgentHealthProbe:
+    """The ``agent`` sample: the agent's own memory, CPU, spool and error counters.
+
+    It also carries what the fleet view needs: the release, the config's fingerprint and when
+    this process started (the retained status stays exactly ``online``/``offline``, which every
+    collector version accepts).
+    """
+
+    def __init__(self, spool: Spool, errors: Callable[[], int], *, release: str = "unknown",
+                 config_fingerprint: str = "", started_s: float | None = None) -> None:
         self.spool = spool
         self.errors = errors
+        self.release = release
+        self.config_fingerprint = config_fingerprint
+        self.started_s = round(time.time() if started_s is None else started_s)
         self._process: object | None = None
 
     def collect(self) -> list[Sample]:
@@ -45,6 +72,9 @@ class AgentHealthProbe:
             "dropped_total": stats.dropped_total,  # every sample lost, rejected ones included
             "rejected_total": stats.rejected_total,  # of those, refused by a collector
             "probe_errors": self.errors(),
+            "version": self.release,
+            "config_hash": self.config_fingerprint,
+            "started_s": self.started_s,
         })]
 
 
@@ -74,7 +104,8 @@ class Agent:
                            config.spool.max_age)
         probes = build_probes(config) if probes is None else probes
         health = AgentHealthProbe(
-            self.spool, lambda: self.scheduler.probe_errors + self.scheduler.spool_errors)
+            self.spool, lambda: self.scheduler.probe_errors + self.scheduler.spool_errors,
+            release=installed_version(), config_fingerprint=config_hash(config))
         probes = [*probes, ScheduledProbe("agent", health, AGENT_SAMPLE_INTERVAL, 10.0, 5.0)]
         self.scheduler = ProbeScheduler(probes, self.spool, config.timetable)
         self.publisher = Publisher(config, self.spool)

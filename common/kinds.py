@@ -58,8 +58,10 @@ KINDS: Final[dict[str, KindSpec]] = {
         **_numbers("lamp_hours filter_hours rtt_ms uptime_s err_fan err_lamp err_temp "
                    "err_cover err_filter err_other")}),
     "speedtest": _spec("server", _numbers("down_mbps up_mbps rtt_ms jitter_ms bytes duration_s")),
-    "agent": _spec("", _numbers(
-        "rss_mb cpu_pct spool_depth spool_bytes dropped_total probe_errors")),
+    "agent": _spec("", {
+        **_numbers("rss_mb cpu_pct spool_depth spool_bytes dropped_total probe_errors"),
+        # The fleet view: release, agent.yaml fingerprint, process start (unix seconds).
+        "version": _S, "config_hash": _S, "started_s": _N}),
 }
 
 
