@@ -56,10 +56,16 @@ class DayPoints:
 
 def evaluate_days(engine: RulesEngine, source: StoredSamples, days: list[dt.date],
                   write: Callable[[list[str]], None], *, policy: str | None = None,
-                  timetable: Timetable | None = None) -> list[DayPoints]:
-    """Replay up to the end of each school day in turn, evaluate there and write the points."""
+                  timetable: Timetable | None = None,
+                  now_ms: int | None = None) -> list[DayPoints]:
+    """Replay up to the end of each school day in turn, evaluate there and write the points.
+
+    A day whose lessons have not ended by ``now_ms`` is left to the live engine.
+    """
     table = timetable or engine.settings.default_timetable
-    ends = [(d, school_day_end_ms(table, d)) for d in days if is_school_day(table, d)]
+    now = engine.clock() if now_ms is None else now_ms
+    ends = [(d, end) for d in days if is_school_day(table, d)
+            and (end := school_day_end_ms(table, d)) <= now]
     if not ends:
         return []
     restorer = Restorer(engine, source)
