@@ -49,7 +49,8 @@ class Collector:
         self.topics = Topics(config.mqtt.topic_prefix)
         self.stop_event = threading.Event()
         self.storage = ResilientWriter(writer, self.stop_event,
-                                       max_delay=config.write.max_retry_delay)
+                                       max_delay=config.write.max_retry_delay,
+                                       name=config.mqtt.effective_client_id())
         self.rejects = RejectCounter(collector=config.mqtt.effective_client_id())
         self.accepted_messages = 0
         # Agents' clock offsets (collector/clocks.py): only paho's thread corrects.

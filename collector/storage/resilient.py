@@ -49,6 +49,7 @@ class ResilientWriter:
                  on_quarantine: Callable[[str, StorageError], None] | None = None,
                  log_every: float = 300.0, clock: Callable[[], float] = time.time,
                  name: str | None = None) -> None:
+        # ``name``: the collector's client id, the ``collector`` tag of its own points.
         self.writer = writer
         self.stop = stop
         self.max_delay = max_delay
@@ -183,7 +184,8 @@ class ResilientWriter:
 
     def _dead_letter(self, line: str, exc: StorageError) -> str:
         """The ``schoolmon_reject`` point keeping a refused line, its cause and its sender."""
-        tags = {"cause": f"storage_{exc.cause}", "source": "storage"}
+        # ``collector`` as on every reject point: two collectors' points never overwrite.
+        tags = {"cause": f"storage_{exc.cause}", "source": "storage", "collector": self.name}
         for key, value in _IDENTITY_RE.findall(line):
             tags.setdefault(key, re.sub(r"\\(.)", r"\1", value))
         fields: dict[str, float | str] = {

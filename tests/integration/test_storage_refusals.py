@@ -142,11 +142,12 @@ def test_field_type_conflict_dead_letters_only_that_point(services: Services, in
         wait_until(lambda: agent.spool.stats().depth == 0, 30, "the spool to drain")
         stored = stored_times(services.influx_url, influx_db)
         dead = query(services.influx_url, influx_db,
-                     "SELECT line, detail, agent, \"cause\" FROM schoolmon_reject")
+                     "SELECT line, detail, agent, collector, \"cause\" FROM schoolmon_reject")
         assert len(probe.produced) == len(stored) + len(dead)  # produced = stored + drops
         assert sorted([*stored, odd]) == sorted(probe.produced) and odd not in stored
         (reject,) = dead
         assert reject["cause"] == "storage_field_type_conflict" and reject["agent"] == WHO.agent
+        assert reject["collector"] == "sr-collector"  # its client id, as on every reject
         assert reject["line"].startswith("reach,target=odd,") and "rtt_ms=1.0" in reject["line"]
         assert reject["line"].endswith(f" {odd}") and "field type conflict" in reject["detail"]
         assert logs(cfg).count("refused 1 point(s) for good (field_type_conflict)") == 1

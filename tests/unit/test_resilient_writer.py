@@ -265,7 +265,8 @@ def test_refused_points_are_dead_lettered_with_their_raw_line() -> None:
     dead = fake.stored[6:]
     assert len(dead) == 2 and all(d.startswith("schoolmon_reject,") for d in dead)
     assert ("agent=gw\\ 1" in dead[0] and "cause=storage_field_type_conflict" in dead[0]
-            and "district=d" in dead[0] and "source=storage" in dead[0])
+            and "district=d" in dead[0] and "source=storage" in dead[0]
+            and f",collector={rw.name}," in dead[0])
     assert 'line="bad,agent=gw\\\\ 1,district=d,school=s x=\\"1\\" 1"' in dead[0]
     assert 'line="bad x=2 2"' in dead[1]
     assert quarantined == [(lines[2], "field_type_conflict"), (lines[7], "field_type_conflict")]
