@@ -204,6 +204,8 @@ def _restore_rules(engine: Any, config: Any, args: argparse.Namespace,
 
     if args.evaluate_at is not None:  # tests: every pass at one instant, ingest on wall time
         engine.pass_clock = lambda: args.evaluate_at
+    if not config.rules.restore:
+        return
     if getattr(config.storage, "server", "influxdb") != "influxdb":
         logging.getLogger("collector.rules").warning(
             "rules: %s answers no InfluxQL: the state starts empty and fills from new samples",

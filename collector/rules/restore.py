@@ -121,8 +121,10 @@ class Restorer:
             now = self._monotonic()
             if now - logged >= self.progress_every:
                 logged = now
+                left = (now - started) / stats.schools * (len(ids) - stats.schools)
                 log.info("rules: restoring state from storage: %d/%d schools, %d samples, "
-                         "%.0f s", stats.schools, len(ids), stats.samples, now - started)
+                         "%.0f s (about %.0f s to go)", stats.schools, len(ids), stats.samples,
+                         now - started, left)
         stats.seconds += self._monotonic() - started
         return stats
 

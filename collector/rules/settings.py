@@ -47,3 +47,6 @@ class RulesSettings(Strict):
     max_speedtests: int = Field(default=256, ge=1, le=100_000)  # kept per school
     max_devices_per_school: int = Field(default=2000, ge=1)
     write_status: bool = True  # also write one school_status point per school and pass
+    # Rebuild the state from the stored samples at start (restore.py): seconds for a district,
+    # hours for a province's week (docs/benchmarks.md), when a pass on a young state is better.
+    restore: bool = True
