@@ -240,9 +240,15 @@ class Spool:
             return self._bytes
 
     def _flush_pending(self) -> None:
-        if any(self._pending.values()):
-            with contextlib.suppress(sqlite3.Error, RuntimeError):
+        """Write counts held in memory; on a full disk the reserve gives the room for it."""
+        for _ in range(2):
+            if not any(self._pending.values()):
+                return
+            try:
                 self._write(lambda _db: 0)
+            except (sqlite3.Error, RuntimeError):
+                self._release_reserve()
+                self._checkpoint()
 
     def append(self, payload: bytes, samples: int) -> int:
         """Store a batch durably and return its seq; evicts the oldest when over the bounds.
@@ -287,7 +293,8 @@ class Spool:
             if rows:
                 self._write(lambda db: self._drop_rows(db, rows))
             # Hand the freed pages back to the file system (the file shrinks at the checkpoint).
-            self.db.execute("PRAGMA incremental_vacuum")
+            # executescript: execute() steps the pragma once, freeing a single page.
+            self.db.executescript("PRAGMA incremental_vacuum;")
         except sqlite3.Error:
             return 0
         self._checkpoint()
