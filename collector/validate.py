@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 import orjson
 
@@ -64,11 +65,12 @@ class Rejected:
 
 
 def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | None = None,
-             recv_ms: int = 0) -> Accepted | Rejected:
+             recv_ms: int = 0, *, window: TimeWindow | None = None) -> Accepted | Rejected:
     """Decode and check a data message, including topic == payload identity.
 
     With ``clocks``, the message (received at ``recv_ms``) updates its agent's clock offset and
-    its samples come back corrected when that agent's clock is wrong.
+    its samples come back corrected when that agent's clock is wrong; with ``recv_ms``, a
+    batch with a (corrected) timestamp outside ``window`` of it is rejected.
     """
     who: AgentIdentity | None = None
     try:
@@ -92,9 +94,48 @@ def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | Non
     if clocks is not None:
         fix = clocks.correct(who, env.sent_ms, recv_ms, samples)
         samples, extra = fix.samples, fix.lines
+    if recv_ms:  # after the correction: the window applies to the collector's clock
+        outside = check_window(who, env.seq, samples, recv_ms, window or TimeWindow())
+        if outside is not None:
+            return outside
     ident = identity_tags(who)
     return Accepted(who, env.seq, [sample_line(s, who, ident) for s in samples], samples,
                     extra)
+
+
+# Samples older than an agent's spool keeps them are no delivery but a forgery or a broken
+# clock (the agent's spool max_age is 14 days by default, plus a day for a batch in flight);
+# a few minutes ahead covers what clock correction leaves (transit, drift below RESYNC_MS).
+DEFAULT_MAX_AGE_MS: Final = 15 * 86_400_000
+DEFAULT_MAX_FUTURE_MS: Final = 5 * 60_000
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """How far from the collector's clock a (clock-corrected) sample may be."""
+
+    max_age_ms: int = DEFAULT_MAX_AGE_MS
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS
+
+
+def check_window(who: AgentIdentity, seq: int, samples: list[Sample], now_ms: int,
+                 window: TimeWindow = TimeWindow()) -> Rejected | None:
+    """The batch's reject when a sample's timestamp, after clock correction, is out of window.
+
+    A sample dated in the future would freeze the rules' newest state (a 2100 "internet up")
+    and open a new InfluxDB shard whose field types an attacker fixes first; one too old
+    rewrites history.  The whole batch is refused once.  A batch too old is named in the
+    agent's ack (its spool would evict it anyway); a future one is not: the agent resends it,
+    and by then a wrong clock's correction may be confirmed and the batch land.
+    """
+    for s in samples:
+        if s.ts_ms > now_ms + window.max_future_ms:
+            return Rejected("future", f"{s.kind}: ts_ms {s.ts_ms} is "
+                            f"{(s.ts_ms - now_ms) // 1000} s ahead of the collector", who)
+        if s.ts_ms < now_ms - window.max_age_ms:
+            return Rejected("too_old", f"{s.kind}: ts_ms {s.ts_ms} is "
+                            f"{(now_ms - s.ts_ms) // 86_400_000} days old", who, seq)
+    return None
 
 
 def recover_seq(payload: bytes) -> int | None:

@@ -253,6 +253,10 @@ def _check_sample(kind: object, ts_ms: object, tags: Mapping[Any, object],
         expected = declared_types.get(name)
         if expected is not None and _field_type(value) != expected:
             raise WireError("bad_value", f"{kind}.{name}: must be a {expected}")
+        bounds = KINDS[kind].range_of(name)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
+            raise WireError("out_of_range", f"{kind}.{name}: outside [{bounds[0]:g}, "
+                                            f"{bounds[1]:g}]")
 
 
 def _field_type(value: object) -> FieldType:

@@ -2,8 +2,10 @@
 
 The local run applies influxdb (against the test InfluxDB), schoolmon_collector, mosquitto
 (running the real `schoolmon broker-config`), grafana and schoolmon_agent to localhost with
-every path under a temporary root and package/user/systemd actions switched off; then the
-rendered configs pass `schoolmon check-config` and the rendered units `systemd-analyze verify`.
+every path under a temporary root and package/user/systemd actions switched off, each
+schoolmon role installing the wheel `make dist` built; the collector and the agent share the
+host, each with its own paths.  Then the rendered configs pass `schoolmon check-config` and the
+rendered units `systemd-analyze verify`.  Upgrades and downgrades: test_rollout.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import Services, influx_rows, schoolmon_cmd
+from tests.integration.release import build_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE = ROOT / "ansible"
 BIN = Path(sys.executable).parent
 EXAMPLE_VARS = ANSIBLE / "inventory" / "example" / "group_vars"
+VERSION = "0.0.1"
 
 
 def _run(*argv: str | Path, cwd: Path = ANSIBLE, timeout: float = 300,
@@ -75,10 +79,10 @@ def _tls(directory: Path) -> None:
     (directory / "ca.crt").write_bytes((directory / "mqtt.crt").read_bytes())
 
 
-def _extra_vars(root: Path, services: Services, database: str) -> dict[str, Any]:
+def _extra_vars(root: Path, services: Services, database: str, store: Path) -> dict[str, Any]:
     user = pwd.getpwuid(os.getuid()).pw_name
     group = grp.getgrgid(os.getgid()).gr_name
-    server = yaml.safe_load((EXAMPLE_VARS / "schoolmon_servers.yml").read_text())
+    server = yaml.safe_load((EXAMPLE_VARS / "schoolmon_servers" / "main.yml").read_text())
     gateway = yaml.safe_load((EXAMPLE_VARS / "gateways.yml").read_text())
     out: dict[str, Any] = {
         "influxdb_install_packages": False, "influxdb_manage_service": False,
@@ -98,13 +102,17 @@ def _extra_vars(root: Path, services: Services, database: str) -> dict[str, Any]
         "schoolmon_collector_mqtt_password": "collector-secret-1",
         "schoolmon_collector_smtp_password": "smtp-secret-1",
         "schoolmon_collector_influx_url": services.influx_url,
+        # site.yml's wiring of the mosquitto role to the collector's own venv and config.
+        "mosquitto_schoolmon_bin": "/opt/schoolmon/collector/venv/bin/schoolmon",
+        "mosquitto_collector_config": "/etc/schoolmon/collector/collector.yaml",
+        "schoolmon_version": VERSION, "schoolmon_artifact_dir": str(store),
     }
-    for role, package in (("agent", "agent"), ("collector", "collector")):
+    for role in ("agent", "collector"):
         out |= {f"schoolmon_{role}_root": str(root), f"schoolmon_{role}_user": user,
                 f"schoolmon_{role}_group": group, f"schoolmon_{role}_manage_user": False,
                 f"schoolmon_{role}_install_packages": False,
                 f"schoolmon_{role}_manage_service": False,
-                f"schoolmon_{role}_pip_package": f"{ROOT}[{package}]"}
+                f"schoolmon_{role}_python": sys.executable}
     return out
 
 
@@ -113,6 +121,7 @@ def rendered(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """Run the roles once into a temporary root; the root."""
     base = tmp_path_factory.mktemp("ansible")
     root, play = base / "root", base / "play"
+    store = build_wheel(VERSION, base / "dist", base).parent
     _tls(play / "secrets" / "tls")
     database = "ansible_" + uuid.uuid4().hex[:8]
     (play / "hosts.yml").write_text(yaml.safe_dump({"all": {
@@ -128,7 +137,7 @@ def rendered(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Pa
         "hosts": "localhost", "gather_facts": False, "become": False,
         "roles": ["influxdb", "schoolmon_collector", "mosquitto", "grafana",
                   "schoolmon_agent"]}]))
-    (play / "vars.json").write_text(json.dumps(_extra_vars(root, services, database)))
+    (play / "vars.json").write_text(json.dumps(_extra_vars(root, services, database, store)))
     result = _run(BIN / "ansible-playbook", "-i", "hosts.yml", "-e", "@vars.json", "local.yml",
                   cwd=play, env={"ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles")})
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
@@ -140,12 +149,13 @@ def rendered(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_rendered_configs_pass_check_config(rendered: Path) -> None:
     """agent.yaml, collector.yaml and inventory.yaml as the roles wrote them are valid."""
     conf = rendered / "etc" / "schoolmon"
-    files = [conf / "agent.yaml", conf / "collector.yaml", conf / "inventory.yaml"]
+    files = [conf / "agent/agent.yaml", conf / "collector/collector.yaml",
+             conf / "collector/inventory.yaml"]
     result = subprocess.run(schoolmon_cmd("check-config", *map(str, files)), capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count(": ok (") == 3
-    inventory = yaml.safe_load((conf / "inventory.yaml").read_text())
+    inventory = yaml.safe_load((conf / "collector/inventory.yaml").read_text())
     assert {a["id"] for a in inventory["agents"]} == {"gz-th-001-gw", "gz-th-001-pc301",
                                                       "gz-th-tp-07-gw"}
     assert {"id": "gz-th-001-pc301", "school": "gz-th-001", "role": "classroom_pc",
@@ -154,17 +164,39 @@ def test_rendered_configs_pass_check_config(rendered: Path) -> None:
 
 def test_secrets_are_private_and_the_broker_knows_every_agent(rendered: Path) -> None:
     """0600 secret files; the generated password file has the collector and every agent."""
-    secrets = rendered / "etc" / "schoolmon" / "secrets"
-    for path in [*secrets.iterdir(), rendered / "etc/mosquitto/certs/server.key"]:
+    conf = rendered / "etc" / "schoolmon"
+    secrets = [*(conf / "agent/secrets").iterdir(), *(conf / "collector/secrets").iterdir()]
+    for path in [*secrets, rendered / "etc/mosquitto/certs/server.key"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    agent_password = (secrets / "mqtt.password").read_text().strip()
     generated = rendered / "etc" / "mosquitto" / "schoolmon"
+    agent_password = (conf / "agent/secrets/mqtt.password").read_text().strip()
     assert (generated / "passwords" / "gz-th-001-gw.password").read_text().strip() == \
         agent_password
-    users = {line.split(":")[0] for line in (generated / "mosquitto.passwd").read_text().split()}
-    assert users == {"collector", "gz-th-001-gw", "gz-th-001-pc301", "gz-th-tp-07-gw"}
-    conf = (rendered / "etc/mosquitto/conf.d/schoolmon.conf").read_text()
-    assert "allow_anonymous false" in conf and f"acl_file {generated}/mosquitto.acl" in conf
+    assert {p.name for p in (generated / "passwords").iterdir()} == {
+        "gz-th-001-gw.password", "gz-th-001-pc301.password", "gz-th-tp-07-gw.password"}
+
+
+def test_collector_and_agent_share_the_host(rendered: Path) -> None:
+    """Both roles on one host: each has its own config, secrets, state, venv and release."""
+    conf = rendered / "etc" / "schoolmon"
+    # The agent role once overwrote the collector's password here (issue 19).
+    assert (conf / "collector/secrets/mqtt.password").read_text() == "collector-secret-1\n"
+    assert (conf / "agent/secrets/mqtt.password").read_text().strip() not in (
+        "", "collector-secret-1")
+    assert not (conf / "secrets").exists()
+    for role in ("agent", "collector"):
+        assert (rendered / "var/lib/schoolmon" / role).is_dir()
+        venv = rendered / "opt/schoolmon" / role / "venv"
+        result = subprocess.run([venv / "bin/schoolmon", "--version"], capture_output=True,
+                                text=True, check=False)
+        assert result.stdout.strip() == f"schoolmon {VERSION}", (role, result)
+        assert (rendered / "opt/schoolmon" / role / "releases" /
+                f"schoolmon-{VERSION}-py3-none-any.whl").is_file()
+    agent_yaml = yaml.safe_load((conf / "agent/agent.yaml").read_text())
+    assert agent_yaml["spool"]["path"] == str(rendered / "var/lib/schoolmon/agent/spool.db")
+    collector_yaml = yaml.safe_load((conf / "collector/collector.yaml").read_text())
+    assert collector_yaml["alerts"]["state_path"] == \
+        str(rendered / "var/lib/schoolmon/collector/alerts.db")
 
 
 def test_rendered_units_pass_systemd_analyze_verify(rendered: Path) -> None:
@@ -172,7 +204,7 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered: Path) -> None:
     units = rendered / "etc" / "systemd" / "system"
     agent_unit = (units / "schoolmon-agent.service").read_text()
     for line in ("AmbientCapabilities=CAP_NET_RAW", "CapabilityBoundingSet=CAP_NET_RAW",
-                 "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=schoolmon"):
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=schoolmon/agent"):
         assert line in agent_unit.splitlines(), line
     for name in ("schoolmon-agent.service", "schoolmon-collector.service"):
         result = subprocess.run(["systemd-analyze", "verify", str(units / name)],

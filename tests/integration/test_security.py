@@ -111,12 +111,9 @@ cafile {d}/ca.crt
 certfile {d}/server.crt
 keyfile {d}/server.key
 tls_version tlsv1.2
-allow_anonymous false
-password_file {d}/broker/mosquitto.passwd
-acl_file {d}/broker/mosquitto.acl
 log_dest file {d}/mosquitto.log
 user root
-""")
+""" + (d / "broker" / "broker.conf").read_text())
     proc = subprocess.Popen(["mosquitto", "-c", str(d / "mosquitto.conf")],
                             stderr=subprocess.DEVNULL)
     try:
@@ -153,7 +150,8 @@ def connect_result(port: int, *, username: str | None = None, password: str | No
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{os.getpid()}",
+    # An agent's account is bound to its own client id (dynamic-security clientid).
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username or f"probe-{os.getpid()}",
                          protocol=MQTTProtocolVersion.MQTTv5)
     if username:
         client.username_pw_set(username, password)
@@ -231,7 +229,7 @@ def publish_as(broker: SecureBroker, who: AgentIdentity, topic: str, payload: by
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{who.agent}-x",
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=who.agent,
                          protocol=MQTTProtocolVersion.MQTTv5)
     client.username_pw_set(who.agent, (broker.dir / "broker/passwords" /
                                        f"{who.agent}.password").read_text().strip())
