@@ -96,7 +96,7 @@ class ResilientWriter:
             dead = [self._dead_letter(line, exc) for line, exc in rejected]
             # The dead-letter must be stored before anything is acked; it is retried like
             # any write (a refusal of it as well: it is never dropped).
-            if not self._retrying(lambda: self._store_whole(dead)):
+            if not self._retrying(lambda: self._store_dead(dead)):
                 return False
             self._quarantined(rejected)
         return True
@@ -115,14 +115,15 @@ class ResilientWriter:
             self._store(lines[:half], rejected)
             self._store(lines[half:], rejected)
 
-    def _store_whole(self, lines: list[str]) -> None:
-        try:
-            self.writer.write(lines)
-        except StorageError as exc:
-            if exc.action == "retry":
-                raise
-            raise StorageError(f"storage refused the dead-letter points themselves: {exc}",
-                               exc.status, cause="dead_letter_refused", action="retry") from None
+    def _store_dead(self, lines: list[str]) -> None:
+        """Store dead-letter points (split on 413 like any batch); never drop one."""
+        refused: list[tuple[str, StorageError]] = []
+        self._store(lines, refused)
+        if refused:
+            exc = refused[0][1]
+            raise StorageError(f"storage refused a dead-letter point itself ({exc}): nothing "
+                               "is acked until it takes it", exc.status,
+                               cause="dead_letter_refused", action="retry")
 
     def _retrying(self, attempt: Callable[[], None]) -> bool:
         delay = self.first_delay

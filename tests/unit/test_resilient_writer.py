@@ -353,3 +353,13 @@ def test_storage_alert_fires_after_the_configured_time_and_clears() -> None:
     health = StorageHealth(None, "auth", "", 7)
     assert watch.evaluate(since + 130_000) == []
     assert clears.drain() == {alert.key}
+
+
+def test_many_dead_letters_too_large_together_are_split() -> None:
+    """A dead-letter batch answered 413 is split like any batch: every refused point kept."""
+    lines = [f"bad x={i} {i}" for i in range(8)]
+    fake, waits = TooLarge(), Waits()
+    rw = writer(fake, waits)
+    assert rw.write(lines) is True
+    assert len(fake.stored) == 8 and all(d.startswith("schoolmon_reject") for d in fake.stored)
+    assert rw.stats.quarantined == 8 and waits.delays == []
