@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from common.config import Identifier, Strict, load_model
 from common.timetable import Timetable, TimeZoneName
@@ -18,12 +19,30 @@ SchoolLevel = Literal["primary", "junior", "senior"]  # 小学 / 初中 / 高中
 COMPULSORY: Final = frozenset({"primary", "junior"})
 NetworkLevel = Literal["city", "district", "province"]
 
+# Names go into mail headers and bodies, HTML, CSV and InfluxDB tags: control characters
+# (C0, C1 with U+0085), line and paragraph separators, bidi overrides and zero-width marks
+# are refused at load, so a name is always one line of plain text wherever it lands.
+_UNSAFE_IN_NAME: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def _plain_text(value: str) -> str:
+    bad = _UNSAFE_IN_NAME.search(value)
+    if bad is not None:
+        raise ValueError(f"contains the control or separator character U+{ord(bad.group()):04X}")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+PlainName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_text)]
+
 
 class District(Strict):
     """A district (区/县) that owns schools."""
 
     id: Identifier
-    name: str
+    name: PlainName
     region: Region | None = None  # the schools' default region (a school may set its own)
 
 
@@ -54,7 +73,7 @@ class School(Strict):
     """A school (or teaching point, 教学点) with what the policy rules need."""
 
     id: Identifier
-    name: str
+    name: PlainName
     district: Identifier
     category: Literal["urban", "rural", "teaching_point"]
     ownership: Literal["public", "private"] = "public"
@@ -88,10 +107,10 @@ class School(Strict):
 class NetworkLink(Strict):
     """A port of a network node's switch or router that a policy names (by SNMP/SSH ifname)."""
 
-    device: str = Field(min_length=1)  # the netdev_if ``device`` tag
-    ifname: str = Field(min_length=1)
+    device: PlainName  # the netdev_if ``device`` tag
+    ifname: PlainName
     role: NetworkLinkRole
-    peer: str | None = None  # district_link: the district at the other end
+    peer: PlainName | None = None  # district_link: the district at the other end
 
 
 class Network(Strict):
@@ -102,7 +121,7 @@ class Network(Strict):
     """
 
     id: Identifier
-    name: str
+    name: PlainName
     district: Identifier  # where its agents publish (topic and broker ACL)
     level: NetworkLevel
     links: list[NetworkLink] = []

@@ -31,12 +31,15 @@ MAX_TAG_VALUE_LEN: Final = 128
 MAX_STRING_FIELD_LEN: Final = 256
 MAX_ID_LEN: Final = 64  # district, school, agent ids
 
+# Use with fullmatch: Python's "$" also matches before a trailing newline.  (The patterns keep
+# "^...$" because pydantic's regex engine, where "$" is the very end, reads them too.)
 ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # These tags are added by the collector from the envelope; a sample may not set them.
 RESERVED_TAGS: Final = frozenset({"district", "school", "agent"})
-# Backslashes and control characters cannot be written safely as InfluxDB tag values.
-_BAD_TAG_CHARS: Final = re.compile(r"[\\\x00-\x1f\x7f]")
+# Backslashes and control characters cannot be written safely as InfluxDB tag values; C1
+# controls (U+0085 is a line break to many readers) and U+2028/U+2029 never belong in a name.
+_BAD_TAG_CHARS: Final = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 FieldValue = int | float | bool | str
 
@@ -136,7 +139,7 @@ class Topics:
             raise WireError("topic", f"not a schoolmon topic: {topic[:200]!r}")
         district, school, agent, leaf = parts[self._depth :]
         for value in (district, school, agent):
-            if not ID_RE.match(value):
+            if not ID_RE.fullmatch(value):
                 raise WireError("topic", f"bad id in topic: {value[:80]!r}")
         return AgentIdentity(district, school, agent), leaf
 
@@ -191,7 +194,7 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise WireError("version", f"v={str(obj.get('v'))[:20]!r}, expected {VERSION}")
     ids = [obj.get(k) for k in ("district", "school", "agent")]
     for key, value in zip(("district", "school", "agent"), ids, strict=True):
-        if not isinstance(value, str) or not ID_RE.match(value):
+        if not isinstance(value, str) or not ID_RE.fullmatch(value):
             raise WireError("schema", f"{key} missing or not an id")
     seq, sent_ms = obj.get("seq"), obj.get("sent_ms")
     if not (isinstance(seq, int) and isinstance(sent_ms, int)) or isinstance(seq, bool) \
@@ -246,7 +249,7 @@ def _check_sample(kind: object, ts_ms: object, tags: Mapping[Any, object],
         raise WireError("schema", f"{kind}: no fields")
     declared_types = KINDS[kind].fields
     for name, value in fields.items():
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise WireError("bad_field", f"{kind}: field name {str(name)[:40]!r}")
         _check_field_value(kind, name, value)
         # A declared field of another type would make InfluxDB refuse the whole batch.

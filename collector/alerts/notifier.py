@@ -66,6 +66,7 @@ class Notifier:
         self.render = render
         self._alerts = store.load_alerts()
         self._groups = store.load_groups()
+        self._render_failed: dict[str, int] = {}  # school -> when its failure was last logged
 
     def active_keys(self) -> set[AlertKey]:
         """Keys of the alerts on record (firing or waiting for their resolved mail)."""
@@ -84,9 +85,10 @@ class Notifier:
                 by_school[rec.alert.school].append(rec)
             queued = []
             for school, records in by_school.items():
-                note = self._flush(school, records, now_ms, quiet)
-                if note is not None:
-                    self.store.add_outbox(school, now_ms, self.render(note))
+                flushed = self._flush(school, records, now_ms, quiet)
+                if flushed is not None:
+                    note, message = flushed
+                    self.store.add_outbox(school, now_ms, message)
                     queued.append(note)
             for school in [s for s in self._groups if s not in by_school]:
                 del self._groups[school]
@@ -132,8 +134,25 @@ class Notifier:
             del self._alerts[rec.alert.key.id]
             self.store.delete_alert(rec.alert.key.id)
 
+    def _rendered(self, note: Notification, now_ms: int) -> bytes | None:
+        """The mail's bytes, or None (logged once a minute per school) when it cannot be made.
+
+        Rendering comes before any record is marked notified: a mail that cannot be made
+        leaves its alerts unsent, retried on the next tick, and the other schools' mails go on.
+        """
+        try:
+            return self.render(note)
+        except Exception as exc:  # any renderer failure must stay within its school
+            last = self._render_failed.get(note.school)
+            if last is None or now_ms - last >= 60_000:
+                self._render_failed[note.school] = now_ms
+                log.error("alert mail for school %s cannot be made: %s: %s; its alerts stay "
+                          "unsent and are retried", note.school, type(exc).__name__,
+                          str(exc)[:200])
+            return None
+
     def _flush(self, school: str, records: list[AlertRecord], now_ms: int,
-               quiet: bool) -> Notification | None:
+               quiet: bool) -> tuple[Notification, bytes] | None:
         group = self._groups.get(school)
         if group is None:  # records from an older version without a group: start one now
             group = self._groups[school] = GroupRecord(school, now_ms)
@@ -165,6 +184,10 @@ class Notifier:
             sorted((MailedAlert(r.alert, r.starts_ms, r.ends_ms, False) for r in resolved),
                    key=_order),
             len(muted))
+        message = self._rendered(note, now_ms)
+        if message is None:
+            return None
+        self._render_failed.pop(school, None)
         for rec in visible:
             rec.notified, rec.held = rec.alert.severity, False
             self.store.save_alert(rec)
@@ -173,4 +196,4 @@ class Notifier:
             self.store.delete_alert(rec.alert.key.id)
         group.last_sent_ms = now_ms
         self.store.save_group(group)
-        return note
+        return note, message

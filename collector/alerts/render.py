@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 import urllib.parse
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -16,6 +17,13 @@ from collector.alerts.schooltime import Directory, SchoolInfo
 from collector.alerts.texts import TEXTS, Texts
 
 _SUBJECT_LABELS = ("device", "agent", "classroom")
+# What may never reach a header: controls (C0, C1 with U+0085) and line/paragraph separators.
+_LINE_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """The text as one header-safe line (names are checked at load; this is the second wall)."""
+    return _LINE_BREAKERS.sub(" ", text).strip()
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,8 @@ class MailRenderer:
         first = alerts[0].alert
         more = t.more.format(n=len(alerts) - 1) if len(alerts) > 1 else ""
         template = t.firing_subject if note.firing else t.resolved_subject
-        return template.format(school=school.name, school_id=school.id,
-                               title=t.titles[first.name], more=more)
+        return one_line(template.format(school=school.name, school_id=school.id,
+                                        title=t.titles[first.name], more=more))
 
     def compose(self, note: Notification) -> EmailMessage:
         """The EmailMessage (text/plain with a text/html alternative)."""

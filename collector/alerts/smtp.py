@@ -55,6 +55,15 @@ class MailSender:
         self.connect = connect
         self.failing = False
         self.failures = 0  # attempts that failed, ever (for tests and status)
+        self._refused: set[int] = set()  # outbox ids whose content the server refused
+
+    def _refused_once(self, item: OutboxItem, exc: BaseException) -> None:
+        """Log a refused message once per outbox id (it is retried on every tick)."""
+        self.failures += 1
+        if item.id not in self._refused:
+            self._refused.add(item.id)
+            log.error("alert mail %d (school %s) refused: %s; kept, retrying on every tick",
+                      item.id, item.school, self.describe(exc))
 
     def describe(self, exc: BaseException) -> str:
         """A one-line cause for the log, with the password scrubbed out."""
@@ -81,9 +90,18 @@ class MailSender:
                 if self.settings.username:
                     conn.login(self.settings.username, self.settings.secret("password") or "")
                 for item in items:
-                    refused = conn.sendmail(self.sender, self.recipients, item.message)
+                    try:
+                        refused = conn.sendmail(self.sender, self.recipients, item.message)
+                    except (smtplib.SMTPDataError, smtplib.SMTPNotSupportedError,
+                            ValueError) as exc:
+                        # This message only (the server refused its content): it stays in
+                        # the outbox and is retried; the mails after it, other schools'
+                        # among them, still go out.
+                        self._refused_once(item, exc)
+                        continue
                     if refused:
                         log.warning("alert mail: recipients refused: %s", sorted(refused))
+                    self._refused.discard(item.id)
                     sent.append(item.id)
         except (smtplib.SMTPException, OSError) as exc:
             self.failures += 1

@@ -15,6 +15,16 @@ def _number(value: float | None) -> str:
     return "" if value is None else repr(round(value, 4))
 
 
+# A cell starting with one of these is a formula to Excel and LibreOffice (=HYPERLINK(...) in a
+# school name would become a link, or worse); a leading apostrophe makes it text (OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(value: str) -> str:
+    """A text cell that a spreadsheet shows as text, never evaluates."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def render_csv(data: ReportData) -> str:
     """The CSV text (header first; rows by school, then rule)."""
     out = io.StringIO()
@@ -23,8 +33,9 @@ def render_csv(data: ReportData) -> str:
     deadlines = {s.rule.id: s.rule.deadline for s in data.summaries}
     for r in sorted(data.rows, key=lambda row: (row.school.id, row.rule)):
         deadline = deadlines.get(r.rule)
-        writer.writerow((r.school.id, r.school.district, r.school.category, r.rule,
+        t = text_cell  # numbers stay as they are: "-3.5" is a number, not a formula
+        writer.writerow((t(r.school.id), t(r.school.district), t(r.school.category), t(r.rule),
                          _number(r.value), _number(r.target), "true" if r.met else "false",
-                         r.state, r.unit, r.school.name, data.policy,
-                         "" if deadline is None else deadline, data.status or ""))
+                         t(r.state), t(r.unit), t(r.school.name), t(data.policy),
+                         "" if deadline is None else t(str(deadline)), t(data.status or "")))
     return out.getvalue()
