@@ -9,6 +9,13 @@
 Written on asyncio streams rather than http.server: one process serves many schools' tests at
 once, a client that vanishes mid-stream only ends its own task, and large writes of one
 pre-generated random block keep the per-byte cost near zero (several Gbit/s on loopback).
+
+It faces every device of the LAN, so nothing a client does is unbounded: a request head must
+arrive within ``head_timeout`` and fit in ``MAX_HEADER_BYTES``, a body or a download that stalls
+for ``stall_timeout`` ends; connections are capped in total and per client address, and so are
+simultaneous tests (a test is the transfers of one client address; a second school testing at
+the same time would read a share of the first one's bandwidth), answered 429 with Retry-After.
+Each cause of trouble is logged at most once a minute, with a count, never with a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -26,27 +37,45 @@ log = logging.getLogger(__name__)
 MIB = 1 << 20
 MAX_CKSIZE = 1024  # MiB per garbage request
 MAX_UPLOAD_BYTES = 1 << 30
-# Also the StreamReader buffer: a small one would throttle uploads to a crawl.
-MAX_HEADER_BYTES = 256 * 1024
+# Also the StreamReader's buffer bound: a partial head never holds more than this (plus one
+# socket read); bodies are drained as they come, so uploads stay fast.
+MAX_HEADER_BYTES = 16 * 1024
 # One random block written again and again: the bytes are incompressible, generating them per
 # request would cost more CPU than sending them.
 _BLOCK = os.urandom(MIB)
 _COMMON = b"Cache-Control: no-store, no-cache\r\nAccess-Control-Allow-Origin: *\r\n"
+LOG_EVERY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client, and all of them, may hold."""
+
+    head_timeout: float = 15.0  # for a whole request head, keep-alive wait included
+    stall_timeout: float = 15.0  # a body read or a download write making no progress
+    max_connections: int = 1024
+    max_connections_per_client: int = 64
+    max_tests: int = 2  # client addresses transferring at once
+    max_streams_per_test: int = 32  # the client's maximum --streams
+    retry_after_s: int = 10
 
 
 class BadRequestError(Exception):
     """An answer 4xx: status and reason."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
 
 
 def _response(status: int, reason: str, body: bytes = b"",
-              content_type: bytes = b"text/plain", close: bool = False) -> bytes:
+              content_type: bytes = b"text/plain", *, close: bool = False,
+              retry_after: int | None = None) -> bytes:
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n".encode()
             + b"Content-Type: " + content_type + b"\r\n" + _COMMON
+            + (f"Retry-After: {retry_after}\r\n".encode() if retry_after else b"")
             + (b"Connection: close\r\n" if close else b""))
     return head + b"\r\n" + body
 
@@ -82,82 +111,154 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     return parts[0], parts[1], headers
 
 
-async def _send_garbage(writer: asyncio.StreamWriter, size_mib: int) -> None:
-    writer.write(_response(200, "OK", content_type=b"application/octet-stream")
-                 .replace(b"Content-Length: 0", f"Content-Length: {size_mib * MIB}".encode()))
-    for _ in range(size_mib):
-        writer.write(_BLOCK)
-        await writer.drain()
+@dataclass
+class _Reporter:
+    """One log line per cause per minute, saying how many happened since the last one."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    _logged: dict[str, float] = field(default_factory=dict)
+    _since: Counter[str] = field(default_factory=Counter)
+
+    def note(self, cause: str, detail: str) -> None:
+        self.counts[cause] += 1
+        self._since[cause] += 1
+        now = time.monotonic()
+        if now - self._logged.get(cause, -1e18) >= LOG_EVERY_S:
+            self._logged[cause] = now
+            log.warning("speed-test server: %s (%s); %d in the last minute", cause,
+                        detail[:200], self._since.pop(cause))
 
 
-async def _discard_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        raise BadRequestError(411, "send Content-Length")
-    try:
-        remaining = int(headers.get("content-length", "0"))
-    except ValueError:
-        raise BadRequestError(400, "bad Content-Length") from None
-    if not 0 <= remaining <= MAX_UPLOAD_BYTES:
-        raise BadRequestError(413, f"body over {MAX_UPLOAD_BYTES} bytes")
-    while remaining > 0:
-        chunk = await reader.read(min(remaining, MIB))
-        if not chunk:
-            raise ConnectionResetError("client went away mid-upload")
-        remaining -= len(chunk)
+class SpeedtestServer:
+    """The connection handler, with the limits and the counts it enforces them with."""
 
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.report = _Reporter()
+        self.connections: Counter[str] = Counter()
+        self.transfers: Counter[str] = Counter()  # client address -> streams in progress
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Serve one connection (keep-alive) until the client closes it."""
-    peer = writer.get_extra_info("peername")
-    try:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection (keep-alive) until the client closes it or a limit ends it."""
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if peer else "?"
+        lim = self.limits
+        self.connections[client] += 1
+        try:
+            if (sum(self.connections.values()) > lim.max_connections
+                    or self.connections[client] > lim.max_connections_per_client):
+                self.report.note("too many connections", client)
+                raise BadRequestError(429, "too many connections", lim.retry_after_s)
+            await self._serve(reader, writer, peer, client)
+        except BadRequestError as exc:
+            if exc.status != 429:
+                self.report.note(f"bad request {exc.status}", f"{client}: {exc.reason}")
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                writer.write(_response(exc.status, exc.reason, exc.reason.encode(), close=True,
+                                       retry_after=exc.retry_after))
+                async with asyncio.timeout(lim.stall_timeout):
+                    await writer.drain()
+        except TimeoutError:
+            self.report.note("timeout", f"{client}: a head, body or download stalled")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # a client that vanishes costs only its own task
+        except Exception as exc:  # one line, never a traceback; the server goes on
+            self.report.note("internal error", f"{client}: {type(exc).__name__}: {exc}")
+        finally:
+            self.connections[client] -= 1
+            if self.connections[client] <= 0:
+                del self.connections[client]
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peer: tuple[str, int] | None, client: str) -> None:
         while True:
-            try:
+            async with asyncio.timeout(self.limits.head_timeout):
                 head = await _read_head(reader)
-                if head is None:
-                    return
-                method, target, headers = head
-                url = urlsplit(target)
-                await _route(method, url.path, url.query, headers, reader=reader,
-                             writer=writer, peer=peer)
-            except BadRequestError as exc:
-                writer.write(_response(exc.status, exc.reason, exc.reason.encode(), close=True))
-                await writer.drain()
+            if head is None:
                 return
+            method, target, headers = head
+            try:
+                url = urlsplit(target)
+            except ValueError:
+                raise BadRequestError(400, "bad request target") from None
+            await self._route(method, url.path, url.query, headers, reader=reader,
+                              writer=writer, peer=peer, client=client)
             if headers.get("connection", "").lower() == "close":
                 return
-    except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
-        return  # a client that vanishes costs only its own task
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
 
+    @contextlib.contextmanager
+    def _transfer(self, client: str) -> Iterator[None]:
+        """Count a download or upload stream of ``client``; 429 when over the limits."""
+        lim = self.limits
+        testing = len(self.transfers) - (client in self.transfers)
+        if testing >= lim.max_tests or self.transfers[client] >= lim.max_streams_per_test:
+            self.report.note("busy", f"{client}: {testing} other tests in progress")
+            raise BadRequestError(429, "another test is in progress", lim.retry_after_s)
+        self.transfers[client] += 1
+        try:
+            yield
+        finally:
+            self.transfers[client] -= 1
+            if self.transfers[client] <= 0:
+                del self.transfers[client]
 
-async def _route(method: str, path: str, query: str, headers: dict[str, str], *,
-                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 peer: tuple[str, int] | None) -> None:
-    if path == "/backend/garbage.php" and method == "GET":
-        await _send_garbage(writer, parse_cksize(query))
-    elif path == "/backend/empty.php" and method in ("GET", "POST", "HEAD"):
-        if method == "POST":
-            await _discard_body(reader, headers)
-        writer.write(_response(200, "OK"))
-    elif path == "/backend/getIP.php" and method == "GET":
-        body = orjson.dumps({"processedString": peer[0] if peer else "", "rawIspInfo": ""})
-        writer.write(_response(200, "OK", body, b"application/json"))
-    elif path == "/healthz" and method == "GET":
-        writer.write(_response(200, "OK", b"ok\n"))
-    elif method not in ("GET", "POST", "HEAD"):
-        raise BadRequestError(405, "method not allowed")
-    else:
-        raise BadRequestError(404, "not found")
-    await writer.drain()
+    async def _route(self, method: str, path: str, query: str, headers: dict[str, str], *,
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     peer: tuple[str, int] | None, client: str) -> None:
+        if path == "/backend/garbage.php" and method == "GET":
+            size = parse_cksize(query)
+            with self._transfer(client):
+                await self._send_garbage(writer, size)
+        elif path == "/backend/empty.php" and method in ("GET", "POST", "HEAD"):
+            if method == "POST":
+                with self._transfer(client):
+                    await self._discard_body(reader, headers)
+            writer.write(_response(200, "OK"))
+        elif path == "/backend/getIP.php" and method == "GET":
+            body = orjson.dumps({"processedString": peer[0] if peer else "", "rawIspInfo": ""})
+            writer.write(_response(200, "OK", body, b"application/json"))
+        elif path == "/healthz" and method == "GET":
+            writer.write(_response(200, "OK", b"ok\n"))
+        elif method not in ("GET", "POST", "HEAD"):
+            raise BadRequestError(405, "method not allowed")
+        else:
+            raise BadRequestError(404, "not found")
+        async with asyncio.timeout(self.limits.stall_timeout):
+            await writer.drain()
+
+    async def _send_garbage(self, writer: asyncio.StreamWriter, size_mib: int) -> None:
+        writer.write(_response(200, "OK", content_type=b"application/octet-stream")
+                     .replace(b"Content-Length: 0", f"Content-Length: {size_mib * MIB}".encode()))
+        for _ in range(size_mib):
+            writer.write(_BLOCK)
+            async with asyncio.timeout(self.limits.stall_timeout):
+                await writer.drain()
+
+    async def _discard_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> None:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            raise BadRequestError(411, "send Content-Length")
+        try:
+            remaining = int(headers.get("content-length", "0"))
+        except ValueError:
+            raise BadRequestError(400, "bad Content-Length") from None
+        if not 0 <= remaining <= MAX_UPLOAD_BYTES:
+            raise BadRequestError(413, f"body over {MAX_UPLOAD_BYTES} bytes")
+        while remaining > 0:
+            async with asyncio.timeout(self.limits.stall_timeout):
+                chunk = await reader.read(min(remaining, MIB))
+            if not chunk:
+                raise ConnectionResetError("client went away mid-upload")
+            remaining -= len(chunk)
 
 
 async def serve(host: str, port: int, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None, limits: Limits | None = None) -> None:
     """Listen until ``stop`` is set (or forever)."""
-    server = await asyncio.start_server(handle, host, port, limit=MAX_HEADER_BYTES,
+    handler = SpeedtestServer(limits)
+    server = await asyncio.start_server(handler.handle, host, port, limit=MAX_HEADER_BYTES,
                                         reuse_address=True)
     addrs = ", ".join(str(s.getsockname()) for s in server.sockets)
     log.info("speed-test server listening on %s", addrs)
