@@ -14,11 +14,11 @@ from common.vocab import AgentRole
 
 AlertName = Literal[
     "agent_offline", "internet_down", "bandwidth_low", "device_down", "projector_error",
-    "lamp_hours", "wifi_poor", "spool_dropping", "storage_refusing",
+    "lamp_hours", "wifi_poor", "spool_dropping", "storage_refusing", "agent_clock_wrong",
 ]
 ALERT_NAMES: Final[tuple[AlertName, ...]] = (
     "agent_offline", "internet_down", "bandwidth_low", "device_down", "projector_error",
-    "lamp_hours", "wifi_poor", "spool_dropping", "storage_refusing",
+    "lamp_hours", "wifi_poor", "spool_dropping", "storage_refusing", "agent_clock_wrong",
 )
 _CLOCK_RANGE_RE: Final = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _MATCHER_RE: Final = re.compile(r"^([a-z_]+)(=|!=)(.+)$")

@@ -42,6 +42,7 @@ ZH: Final = Texts(
         "wifi_poor": "教室无线信号差",
         "spool_dropping": "代理缓存丢弃数据",
         "storage_refusing": "采集服务器无法写入数据库",
+        "agent_clock_wrong": "代理电脑时钟错误（数据时间已校正）",
     },
     severities={"critical": "严重", "error": "故障", "warning": "警告"},
     labels={
@@ -57,6 +58,7 @@ ZH: Final = Texts(
         "dropped_total": "累计丢弃样本数",
         "storage_cause": "故障原因", "storage_detail": "详情（含处理方法）",
         "failures_total": "失败写入次数",
+        "clock_offset_min": "代理时钟偏差（分钟，负数为偏慢）",
     },
     values={
         "last_will": "遗嘱消息（连接异常断开）", "no_data": "上课时间内无数据", "error": "故障",
@@ -93,6 +95,7 @@ EN: Final = Texts(
         "wifi_poor": "Classroom Wi-Fi poor",
         "spool_dropping": "Agent spool dropping data",
         "storage_refusing": "Collector storage refusing writes",
+        "agent_clock_wrong": "Agent clock wrong (its timestamps are corrected)",
     },
     severities={"critical": "critical", "error": "error", "warning": "warning"},
     labels={
@@ -109,6 +112,7 @@ EN: Final = Texts(
         "dropped_total": "samples dropped in total",
         "storage_cause": "cause", "storage_detail": "detail (and fix)",
         "failures_total": "failed writes",
+        "clock_offset_min": "agent clock off by (minutes, negative: slow)",
     },
     values={
         "last_will": "last will (connection lost)", "no_data": "no data in school hours",

@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 from collector.alerts.agents import AgentWatch
 from collector.alerts.classroom import ClassroomWatch
+from collector.alerts.clocks import ClockWatch
 from collector.alerts.model import AlertKey, ClearLog, Evaluation
 from collector.alerts.network import NetworkWatch
 from collector.alerts.schooltime import Directory
 from collector.alerts.settings import AlertRulesSettings
 from collector.alerts.storage import StorageWatch
+from collector.clocks import ClockView
 from collector.storage import StorageHealth
 from common.wire import AgentIdentity, Sample
 
@@ -26,6 +28,7 @@ class ConditionTracker:
         self.network = NetworkWatch(rules, directory, self.clears)
         self.classrooms = ClassroomWatch(rules, directory, self.clears)
         self.storage = StorageWatch(rules, self.clears)
+        self.clocks = ClockWatch(directory, self.clears)
         self._ssids = frozenset(rules.school_ssids)
 
     def observe(self, who: AgentIdentity, samples: list[Sample], arrival_ms: int) -> None:
@@ -55,6 +58,10 @@ class ConditionTracker:
         """Read the collector's storage health (``ResilientWriter.health``) on each evaluation."""
         self.storage.source = health
 
+    def watch_clocks(self, clocks: Callable[[], list[ClockView]]) -> None:
+        """Read the collector's agent clocks (``Collector.clocks.snapshot``) on each evaluation."""
+        self.clocks.source = clocks
+
     def watch(self, keys: set[AlertKey]) -> None:
         """Alerts on disk: report healthy evidence for these even without a transition."""
         self.clears.watch(keys)
@@ -62,6 +69,7 @@ class ConditionTracker:
     def evaluate(self, now_ms: int) -> Evaluation:
         """What fires now (enabled alerts only) and what was seen healthy since last time."""
         firing = [*self.agents.evaluate(now_ms), *self.network.evaluate(),
-                  *self.classrooms.evaluate(), *self.storage.evaluate(now_ms)]
+                  *self.classrooms.evaluate(), *self.storage.evaluate(now_ms),
+                  *self.clocks.evaluate()]
         enabled = set(self.rules.enabled)
         return Evaluation([a for a in firing if a.name in enabled], self.clears.drain())

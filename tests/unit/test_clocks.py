@@ -168,3 +168,28 @@ def test_each_agent_has_its_own_offset() -> None:
     assert abs(a.ts_ms - (NOW - 40)) <= 40 and b.ts_ms == NOW - 40
     views = {v.who: v.applied_ms for v in clocks.snapshot()}
     assert views == {WHO: -SLOW + 40, right: 0}
+
+
+def test_the_alert_fires_while_an_agent_is_corrected_and_clears_after() -> None:
+    from collector.alerts.model import AlertKey
+    from collector.alerts.schooltime import Directory
+    from collector.alerts.settings import AlertRulesSettings
+    from collector.alerts.texts import TEXTS
+    from collector.alerts.tracker import ConditionTracker
+    from collector.inventory import Inventory
+
+    clocks = book(confirm_after=0)
+    tracker = ConditionTracker(AlertRulesSettings(), Directory(Inventory(districts=[])), NOW)
+    tracker.watch_clocks(clocks.snapshot)
+    right = AgentIdentity("gz-th", "gz-th-001", "gz-th-001-gw")
+    send(clocks, NOW, 0, who=right)
+    send(clocks, NOW, SLOW, transit_ms=0)
+    firing = tracker.evaluate(NOW + 1_000).firing
+    key = AlertKey("agent_clock_wrong", WHO.school, WHO.agent)
+    assert [a.key for a in firing] == [key]
+    assert firing[0].figures == {"clock_offset_min": -4320.0}  # three days slow
+    assert firing[0].since_ms == NOW and firing[0].severity == "warning"
+    assert all(key.name in t.titles and "clock_offset_min" in t.labels for t in TEXTS.values())
+    send(clocks, NOW + 2_000, 0, transit_ms=0)  # NTP got through: the clock is right again
+    evaluation = tracker.evaluate(NOW + 3_000)
+    assert evaluation.firing == [] and evaluation.cleared == {key}
