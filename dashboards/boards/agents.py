@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.measurements import AGENT_STATUS
+from collector.measurements import AGENT_CLOCK, AGENT_STATUS
 from dashboards.influxql import (
     AGENT,
     AGENT_VAR,
@@ -78,5 +78,29 @@ def dashboard() -> Dashboard:
             Panel("Spool size", Series(), (Target("A", (
                 f'SELECT max("spool_bytes") FROM "agent" WHERE {AGENTS} {PER_AGENT}'),
                 alias="$tag_agent"),), w=12, h=8, unit="bytes", min=0),
+            *_clock_panels(school_col),
         ),
+    )
+
+
+def _clock_panels(school_col: ColumnLink) -> tuple[Row | Panel, ...]:
+    """Agents whose PC clock is wrong: the offset the collector measures and corrects."""
+    offset, applied = AGENT_CLOCK.field("offset_ms"), AGENT_CLOCK.field("applied_ms")
+    return (
+        Row("Clocks"),
+        Panel("Agents with wrong clocks", Table(sort_by="Time"), (Target("A", (
+            f'SELECT last("{offset}") / 60000 AS "offset_min", last("{applied}") / 60000 AS '
+            f'"corrected_min" FROM "{AGENT_CLOCK.name}" WHERE {AGENTS} '
+            'GROUP BY "school", "agent"'), fmt="table"),),
+              w=12, h=8, column_links=(school_col,),
+              description="Agents whose clock is off by over half of clocks.tolerance "
+                          "(collector.yaml, 2 min by default): offset_min is the collector's "
+                          "clock minus the agent's (positive: the agent is slow); "
+                          "corrected_min is what the collector adds to its timestamps (0: "
+                          "within tolerance, stored as sent). Fix the PC's clock: CMOS "
+                          "battery, NTP through the school firewall."),
+        Panel("Clock offset (minutes, positive: agent slow)", Series(), (Target("A", (
+            f'SELECT last("{offset}") / 60000 FROM "{AGENT_CLOCK.name}" WHERE {AGENTS} '
+            f"{PER_AGENT}"), alias="$tag_agent"),), w=12, h=8, unit="m",
+              description="Only clocks worth a look are recorded (once a minute each)."),
     )

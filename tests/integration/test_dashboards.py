@@ -21,7 +21,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.config import CollectorConfig
+from collector.clocks import ClockBook
+from collector.config import ClockSettings, CollectorConfig
 from collector.dashboard_feed import DashboardFeed
 from collector.rules import RulesEngine, RulesSettings
 from collector.rules.results import status_lines
@@ -116,6 +117,10 @@ def district(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
                    for who, s in samples.items()}
         _publish(services.mqtt_port, prefix, batches)
         assert collector.write_points(sim.compliance_lines(now_ms))
+        # One agent three days slow, as the collector's clock book records it (agent_clock).
+        slow = ClockBook(ClockSettings(confirm_after=0))
+        assert collector.write_points(list(slow.correct(
+            next(iter(samples)), now_ms - 3 * 86_400_000, now_ms, []).lines))
         # school_status as the rules engine writes it (the access tier panels read it): the
         # real engine over the same samples, its pass at now.
         rules = RulesEngine(sim.inventory(), [], RulesSettings(), clock=lambda: now_ms)
