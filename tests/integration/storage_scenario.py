@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -25,17 +26,17 @@ from tests.conftest import wait_until
 from tests.peers.smtp_server import free_port
 
 WHO = AgentIdentity("sr-d", "sr-school", "sr-gw")
-START_MS = 1_763_890_000_000  # 2025-11-23
 
 
 class CountingProbe:
     """Each collect returns ``per_collect`` host samples with new timestamps, and remembers them.
 
-    ``odd_ts``: the third collect adds one ``reach`` sample at that time (another shard).
+    ``odd_ts``: the third collect adds one ``reach`` sample at that time.
     """
 
     def __init__(self, per_collect: int = 5, odd_ts: int | None = None) -> None:
-        self.next_ms = START_MS
+        # Recent: the collector refuses samples more than 15 days old.
+        self.next_ms = int(time.time() * 1000) - 60_000
         self.per_collect = per_collect
         self.odd_ts = odd_ts
         self.collects = 0
