@@ -29,6 +29,7 @@ from agent.probes.snmp_parsers.aptables import (
 )
 from agent.probes.snmp_parsers.counters import agent_restarted, rate_bps
 from agent.probes.snmp_parsers.ifmib import IF_COLUMNS, SYS_UPTIME, IfRow, parse_if_table
+from agent.probes.values import ValueGuard
 from common.config import Duration, WithSecrets
 from common.wire import FieldValue, Sample
 
@@ -179,6 +180,7 @@ class SnmpProbe:
         self.now_ms = now_ms
         self._state: dict[str, _DeviceState] = {}
         self.finished_at: dict[str, float] = {}  # monotonic end of each target's last poll
+        self.guard = ValueGuard(settings.instance_name("snmp"))
 
     def collect(self) -> list[Sample]:
         """Poll all targets now (runs its own event loop; called from a scheduler thread)."""
@@ -189,7 +191,8 @@ class SnmpProbe:
         async with self.sessions() as session:
             results = await asyncio.gather(
                 *(self._poll_target(session, t) for t in self.settings.targets))
-        return [s for samples in results for s in samples]
+        # Per value: one device's absurd counter costs that value, not every device's batch.
+        return self.guard.clean(s for samples in results for s in samples)
 
     async def _poll_target(self, session: SnmpSession, target: SnmpTargetSettings) -> list[Sample]:
         state = self._state.setdefault(target.name, _DeviceState())

@@ -25,6 +25,7 @@ from agent.probes.base import Monotonic, ProbeError, ProbeSettingsBase, WallCloc
 from agent.probes.ssh_parsers import VENDORS, IfStatus, ParseError
 from agent.probes.ssh_parsers.model import merge
 from agent.probes.ssh_session import SshError, SshSession, Timeouts, redact
+from agent.probes.values import ValueGuard
 from common.config import Duration, Identifier, WithSecrets
 from common.wire import FieldValue, Sample
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Tag values may not hold control characters or backslashes (common/wire.py).
 _BAD_TAG_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")
+
+# All answers of one device in one poll: a device cannot make the agent hold more than this.
+MAX_POLL_CHARS = 16 * 2**20
 
 DeviceType = Literal["huawei", "hp_comware", "ruijie_os", "cisco_ios", "linux"]
 
@@ -124,6 +128,7 @@ class SshProbe:
         self._busy: set[str] = set()  # devices whose poll thread is still running
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], tuple[float, int, int]] = {}  # octet counters
+        self.guard = ValueGuard(settings.instance_name("ssh"))
 
     def collect(self) -> list[Sample]:
         """Poll all targets concurrently, for at most the probe's timeout."""
@@ -151,7 +156,7 @@ class SshProbe:
                 log.warning("ssh probe: %s", err)
             self.last_errors[t.name] = [str(e) for e in poll.errors]
             samples.extend(self._samples(t, poll, ts_ms))
-        return samples
+        return self.guard.clean(samples)
 
     def _outcome(self, t: SshTarget, future: Future[DevicePoll] | None) -> DevicePoll:
         if future is None:
@@ -186,9 +191,20 @@ class SshProbe:
             result.errors.append(ProbeError(f"{label(t)}: {exc}"))
             return result
         reports: list[list[IfStatus]] = []
+        received = 0
+
+        def run(command: str) -> str:
+            nonlocal received
+            output = session.run(command)
+            received += len(output)
+            if received > MAX_POLL_CHARS:
+                raise SshError(f"answers total {received} characters, over the cap of "
+                               f"{MAX_POLL_CHARS} per poll")
+            return output
+
         try:
             for command, parse in vendor.interface_commands:
-                output = session.run(command)
+                output = run(command)
                 at, result.answered = self.monotonic(), True
                 try:
                     report = parse(output)
@@ -200,7 +216,7 @@ class SshProbe:
                     result.counters_at = at
             if vendor.uptime_command is not None:
                 command, parse_uptime = vendor.uptime_command
-                output = session.run(command)
+                output = run(command)
                 result.answered = True
                 try:
                     result.uptime_s = parse_uptime(output)

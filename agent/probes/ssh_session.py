@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_COMMAND_CHARS = 8 * 2**20  # one command's answer (parsers refuse the same: model.py)
+
 
 class SshError(ProbeError):
     """The device could not be reached, logged into, or stopped answering."""
@@ -129,6 +131,11 @@ class NetmikoSession:
         except Exception as exc:  # the session broke: EOF, socket, paramiko, netmiko errors
             raise SshError(f"session lost during {command!r} ({type(exc).__name__}): "
                            f"{_first_line(exc, self.target)}") from None
+        # netmiko buffers until the prompt (bounded by read_timeout); past this cap the answer
+        # is dropped here, before any parser sees it.
+        if len(output) > MAX_COMMAND_CHARS:
+            raise SshError(f"answer to {command!r} is {len(output)} characters, over the cap "
+                           f"of {MAX_COMMAND_CHARS}")
         return output
 
     def close(self) -> None:

@@ -63,7 +63,7 @@ def parse_if_table(walks: Mapping[str, Sequence[VarBind]]) -> list[IfRow]:
     rows = []
     for index in sorted(indexes, key=_index_key):
         def num(name: str, i: str = index) -> int | None:
-            return as_int(col[name].get(i))
+            return _counter(as_int(col[name].get(i)))
 
         name = (as_text(col["ifName"].get(index)) or as_text(col["ifDescr"].get(index))
                 or _fit(f"if{index}"))
@@ -81,12 +81,23 @@ def parse_if_table(walks: Mapping[str, Sequence[VarBind]]) -> list[IfRow]:
     return _unique_names(rows)
 
 
+# Faster than any port that exists (10 Tbit/s): a larger or negative speed is a device bug, and
+# a wrong speed would also wrongly bound the counter-wrap check (counters.rate_bps).
+_MAX_SPEED_MBPS = 10_000_000
+
+
 def _speed_mbps(high_speed: int | None, speed: int | None) -> float | None:
-    if high_speed:  # Mbit/s; 0 means "unknown" or "below 1 Mbit/s" (then ifSpeed says)
-        return float(high_speed)
-    if speed and speed != _SPEED_SATURATED:
+    if high_speed and 0 < high_speed <= _MAX_SPEED_MBPS:
+        return float(high_speed)  # Mbit/s; 0 means "unknown" or "below 1 Mbit/s": ifSpeed says
+    if speed and 0 < speed < _SPEED_SATURATED:
         return speed / 1e6
     return None
+
+
+def _counter(value: int | None) -> int | None:
+    """A value as a device sent it, None when no SNMP type allows it (negative Counter64, past
+    2**64): the probe's ValueGuard then drops what does not fit the wire (int64)."""
+    return value if value is None or -(2**31) <= value < 2**64 else None
 
 
 def _unique_names(rows: list[IfRow]) -> list[IfRow]:

@@ -28,7 +28,7 @@ _HEAD: Final = re.compile(
     r"^(\S+) is ([a-z][a-z -]*?), line protocol is ([a-z-]+)(?: \(([^)]*)\))?\s*$", re.I)
 _PHYS: Final = frozenset({"up", "down", "administratively down", "deleted", "testing"})
 _LINE_PROTOCOL: Final = frozenset({"up", "down", "dormant", "testing"})
-_SPEED: Final = re.compile(r"^\s*(?:Full|Half|Auto|a-full|a-half)[- ]duplex,\s*([^,]+)", re.I)
+_SPEED: Final = re.compile(r"^\s*(?:Full|Half|Auto|a-full|a-half)[- ]duplex,\s*([^,\s][^,]*)", re.I)
 _RATE_KEY: Final = re.compile(r"^\s*\d+ (?:seconds?|minutes?) (input|output) rate", re.I)
 _RATE: Final = re.compile(r"^\s*\d+ (?:seconds?|minutes?) (input|output) rate (\d+) bits/sec", re.I)
 _COUNT_KEY: Final = re.compile(r"^\s*\d+ packets (input|output)", re.I)

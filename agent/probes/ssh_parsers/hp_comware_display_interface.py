@@ -27,9 +27,9 @@ from agent.probes.ssh_parsers.model import (
 COMMAND: Final = "display interface"
 
 _NAME: Final = re.compile(r"^(\S+)\s*$")
-_STATE7: Final = re.compile(r"^Current state\s*:\s*(\S.*?)\s*$", re.I)
-_HEAD5: Final = re.compile(r"^\s*(\S+) current state\s*:\s*(\S.*?)\s*$", re.I)
-_PROTO: Final = re.compile(r"^\s*Line protocol (?:current )?state\s*:\s*(\S.*?)\s*$", re.I)
+_STATE7: Final = re.compile(r"^Current state\s*:\s*(\S(?:.*\S)?)\s*$", re.I)
+_HEAD5: Final = re.compile(r"^\s*(\S+) current state\s*:\s*(\S(?:.*\S)?)\s*$", re.I)
+_PROTO: Final = re.compile(r"^\s*Line protocol (?:current )?state\s*:\s*(\S(?:.*\S)?)\s*$", re.I)
 _SPEED: Final = re.compile(r"^\s*(\d+(?:\.\d+)?[MG])bps-speed mode", re.I)
 _RATE_KEY: Final = re.compile(r"^\s*Last \d+ seconds? (input|output)\b", re.I)
 _RATE: Final = re.compile(

@@ -23,8 +23,8 @@ from agent.probes.ssh_parsers.model import (
 
 COMMAND: Final = "display interface"
 
-_HEAD: Final = re.compile(r"^(\S+) current state ?: ?(\S.*?)\s*$")
-_PROTO: Final = re.compile(r"^Line protocol current state ?: ?(\S.*?)\s*$")
+_HEAD: Final = re.compile(r"^(\S+) current state ?: ?(\S(?:.*\S)?)\s*$")
+_PROTO: Final = re.compile(r"^Line protocol current state ?: ?(\S(?:.*\S)?)\s*$")
 # 'UP', 'DOWN', 'Administratively DOWN', 'UP (spoofing)': anything else is cut off or unknown.
 _STATE: Final = re.compile(r"^(?:ADMINISTRATIVELY\s+)?(UP|DOWN)\b", re.I)
 # Lines that announce a value, and the exact form the value must then have.

@@ -15,6 +15,11 @@ from typing import Final
 from agent.probes.base import ProbeError
 
 INT64_MAX: Final = 2**63 - 1
+# What a device may print for one command.  A 1,200-port switch's 'display interface' is about
+# 2 MB; past these the output is not CLI output but an attack or a broken device, and every
+# parser refuses it before any pattern runs (regex cost is then bounded per line).
+MAX_OUTPUT_CHARS: Final = 8 * 2**20
+MAX_LINE_CHARS: Final = 1024  # the longest real CLI line we have recorded is under 200
 
 
 class ParseError(ProbeError):
@@ -94,12 +99,24 @@ _REJECTED: Final = re.compile(
     r"^\s*(?:%\s*\S|Error:\s*\S)"  # network CLIs: '% Invalid input ...', 'Error: Unrecognized ...'
     r"|^\S+: .*(?:command not found|No such file or directory|Permission denied)\s*$"  # a shell
 )
-_PAGER: Final = re.compile(r"-{2,}\s*More\s*-{2,}|<--- More --->", re.I)
+# '---- More ----', ' --More-- ', '<--- More --->'.  Only lines holding 'more' are searched, and
+# the lookbehind lets a run of dashes be tried from its first dash only: the old
+# '-{2,}\s*More\s*-{2,}' retried every suffix of a run (quadratic: 80k dashes took 59 s).
+_PAGER: Final = re.compile(r"(?<!-)-{2,}[ \t]{0,8}More[ \t]{0,8}--|<--- More --->", re.I)
 
 
 def checked_lines(command: str, text: str, *, may_be_empty: bool = False) -> list[str]:
-    """The output's lines; ParseError for empty output, an error message or a pager prompt."""
+    """The output's lines; ParseError for empty output, an error message, a pager prompt, or
+    output too large to be the command's (over MAX_OUTPUT_CHARS, or a line over MAX_LINE_CHARS).
+    """
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise ParseError(command, f"output of {len(text)} characters, over the cap of "
+                                  f"{MAX_OUTPUT_CHARS}")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    longest = max(lines, key=len)
+    if len(longest) > MAX_LINE_CHARS:
+        raise ParseError(command, f"a line of {len(longest)} characters (cap {MAX_LINE_CHARS}): "
+                                  f"{longest[:60]!r}...")
     meaningful = [line for line in lines if line.strip()]
     if not meaningful and not may_be_empty:
         raise ParseError(command, "empty output")
@@ -107,7 +124,7 @@ def checked_lines(command: str, text: str, *, may_be_empty: bool = False) -> lis
         if _REJECTED.search(line):
             raise ParseError(command, f"the device rejected the command: {line.strip()[:120]!r}")
     for line in meaningful:
-        if _PAGER.search(line):
+        if "more" in line.lower() and _PAGER.search(line):
             raise ParseError(command, "output is paged ('More' prompt): paging is not disabled")
     return lines
 

@@ -22,8 +22,11 @@ from agent.probes.ssh_parsers.model import (
 
 COMMAND: Final = "show interfaces"
 
+# The name is at most four words ('GigabitEthernet 9/21'): an unbounded '(\S.*?) is ' retried
+# the rest of the line at every ' is ' (quadratic on a line of ' is is is ...').
 _HEAD: Final = re.compile(
-    r"^(\S.*?) is ([A-Za-z][A-Za-z -]*?)\s*,\s*line protocol is ([A-Za-z-]+)", re.I)
+    r"^(\S+(?:\s+\S+){0,3}?) is ([A-Za-z](?:[A-Za-z -]*[A-Za-z-])?)\s*,"
+    r"\s*line protocol is ([A-Za-z-]+)", re.I)
 _PHYS: Final = frozenset({"UP", "DOWN", "ADMINISTRATIVELY DOWN"})
 _INDEX: Final = re.compile(r"^\s*Index\(dec\)", re.I)
 _SPEED: Final = re.compile(r"oper speed is (\S+?)\s*(?:,|$)", re.I)

@@ -9,7 +9,7 @@ from typing import Final
 
 from agent.probes.ssh_parsers.model import ParseError, checked_lines, to_int
 
-_LINE: Final = re.compile(r"\buptime is\s+(.*)$", re.I)
+_LINE: Final = re.compile(r"\buptime is\s+(\S.*)$", re.I)
 _PART: Final = re.compile(r"^(\d+)\s*(year|week|day|hour|minute|second)s?$", re.I)
 _SECONDS: Final = {"year": 365 * 86400, "week": 7 * 86400, "day": 86400, "hour": 3600,
                    "minute": 60, "second": 1}

@@ -15,7 +15,7 @@ from agent.probes.wifi_parsers.base import MAC_RE, WifiParseError, normalize_mac
 from agent.probes.wifi_parsers.netsh_networks import CHANNEL_LABELS
 
 NAME_LABELS: Final = frozenset({"name", "naam", "名称", "名稱", "nom", "nombre", "名前", "이름"})
-_KV: Final = re.compile(r"^\s*([^:]+?)\s*:\s?(.*)$")
+_KV: Final = re.compile(r"^\s*([^:\s](?:[^:]*[^:\s])?)\s*:\s?(.*)$")
 _PCT: Final = re.compile(r"^[0-9]{1,3}\s*%$")
 
 

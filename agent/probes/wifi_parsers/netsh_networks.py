@@ -37,7 +37,7 @@ BAND_LABELS: Final = frozenset({
 _SSID: Final = re.compile(r"^SSID ([0-9]+)\s*:(.*)$")
 _BSSID: Final = re.compile(
     r"^\s+BSSID ([0-9]+)\s*:\s*([0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5})\s*$")
-_KV: Final = re.compile(r"^(\s*)([^:]+?)\s*:\s?(.*)$")
+_KV: Final = re.compile(r"^(\s*)([^:\s](?:[^:]*[^:\s])?)\s*:\s?(.*)$")
 _PCT: Final = re.compile(r"^[0-9]{1,3}\s*%$")
 
 
