@@ -11,18 +11,18 @@ from pathlib import Path
 from collector.inventory import Inventory, Network, School, load_inventory
 from collector.rules.evaluate import BoundRule, ShareTally, bind_rules, school_results
 from collector.rules.metrics import MetricContext
-from collector.rules.policy import PolicyProfile, SchoolFacts, load_policies
+from collector.rules.policy import PolicyProfile, load_policies
 from collector.rules.results import (
     ComplianceResult,
     SchoolStatus,
     compliance_lines,
     status_lines,
 )
+from collector.rules.scope import applicable_rules, check_zones
 from collector.rules.settings import RulesSettings
 from collector.rules.state import SchoolState, StateLimits
 from collector.rules.status import school_status
 from collector.rules.window import BucketGeometry
-from common.config import ConfigError
 from common.timetable import SchoolHours
 from common.wire import AgentIdentity, Sample
 
@@ -288,51 +288,5 @@ def build_rules_engine(settings: RulesSettings, inventory: str | None, policies:
     inventory_path = base / inventory
     inv = load_inventory(inventory_path)
     profiles = load_policies(policies, base, origin=str(config_path))
-    _check_zones(inv, str(inventory_path))
+    check_zones(inv, str(inventory_path))
     return RulesEngine(inv, profiles, settings, clock=clock, origin=str(inventory_path))
-
-
-def _check_zones(inv: Inventory, origin: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    problems = []
-    for i, school in enumerate(inv.schools):
-        if school.timezone is None:
-            continue
-        try:
-            ZoneInfo(school.timezone)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: name too long
-            problems.append(f"{origin}: schools.{i}.timezone: unknown time zone "
-                            f"{school.timezone!r}")
-    if problems:
-        raise ConfigError(problems)
-
-
-def applicable_rules(inventory: Inventory, rules: list[BoundRule],
-                     origin: str = "inventory") -> dict[str, list[tuple[int, BoundRule]]]:
-    """Per school and network node, the (index, rule) pairs that apply to it.
-
-    A rule whose ``applies_to`` needs an attribute a school lacks (its ``levels``, its region
-    or its district's) is a ConfigError naming the school, the attribute and the rule: guessing
-    would put the school in or out of a target the text sets for some schools only.
-    """
-    problems: list[str] = []
-    out: dict[str, list[tuple[int, BoundRule]]] = {}
-    for i, school in enumerate(inventory.schools):
-        facts = SchoolFacts.of(school, inventory.region_of(school))
-        mine = out[school.id] = []
-        for index, b in enumerate(rules):
-            missing = b.rule.applies_to.missing(facts)
-            problems.extend(
-                f"{origin}: schools.{i}.{attr}: school {school.id!r} has no {attr}, which rule "
-                f"{b.policy}/{b.rule.id} needs (applies_to)"
-                + ("; set it on the school or its district" if attr == "region" else "")
-                for attr in missing)
-            if not missing and b.rule.applies_to.matches(facts):
-                mine.append((index, b))
-    for net in inventory.networks:
-        out[net.id] = [(index, b) for index, b in enumerate(rules)
-                       if net.level in b.rule.applies_to.network]
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    return out

@@ -96,7 +96,7 @@ def backfill(config_yaml: Path, plan: SimulationPlan, url: str,
              collectors: list[tuple[str, Proc]]) -> None:
     """Publish three school days; return when every collector stored and evaluated them."""
     config = CollectorConfig.model_validate(yaml.safe_load(config_yaml.read_text()))
-    result = run_simulation(config.mqtt, plan, RunOptions(interval=1800, backfill=3))
+    result = run_simulation(config.mqtt, plan, RunOptions(interval=600, backfill=3))
     assert result.acked, result.stats
     published = result.stats.samples
     for db, proc in collectors:
@@ -121,14 +121,16 @@ def test_restart_after_sigkill_gives_the_same_first_pass(
     write_inventory(plan_inventory(plan), tmp_path / "inventory.yaml")
     main_yaml = collector_yaml(tmp_path, "main", services, influx_db, topic_prefix)
     ref_yaml = collector_yaml(tmp_path, "ref", services, ref_db, topic_prefix)
-    # The sim's "now" is the wall clock; the passes evaluate 20 minutes later, when agents
-    # heard at arrival are as stale as agents heard at their samples' times (restore knows
-    # samples, not arrivals) and the gateways' night reach is still within internet_up's 30 min.
+    # The sim's "now" is the wall clock; the passes evaluate 18 minutes later, when agents
+    # heard at arrival (within 3 minutes) are as stale as agents heard at their samples' times
+    # (restore knows samples, not arrivals), and the gateways' reach of every 10 minutes is
+    # still within internet_up's 30 minutes.
     started = int(time.time() * 1000)
-    at = started + 20 * 60_000
+    at = started + 18 * 60_000
     ref, main = Proc(ref_yaml, at), Proc(main_yaml, at)
     try:
         backfill(main_yaml, plan, url, [(influx_db, main), (ref_db, ref)])
+        assert time.time() * 1000 < at - 15 * 60_000, "the backfill arrived too late for T"
         main.stop(signal.SIGKILL)
         before = points(url, influx_db, "compliance")
         assert before, "the main collector evaluated before it was killed"
