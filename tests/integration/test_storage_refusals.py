@@ -18,8 +18,10 @@ import pytest
 
 from collector.alerts.engine import AlertEngine
 from collector.alerts.settings import AlertRulesSettings
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, Influx1Storage
 from collector.inventory import Inventory
+from collector.storage import StorageError
+from collector.storage.influx1 import Influx1Writer
 from collector.subscriber import Collector, build_writer
 from tests.conftest import (
     Services,
@@ -79,13 +81,58 @@ def test_missing_database_then_created_loses_nothing(services: Services, topic_p
         influx_query(services.influx_url, "", f'DROP DATABASE "{db}"')
 
 
-@pytest.fixture
-def auth_influx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
-    """An InfluxDB of this test with authentication on (admin ``adm``)."""
-    monkeypatch.setenv("INFLUXDB_AUTH", "adm:right-pw")
-    svc = start_services(tmp_path / "svc", "influxdb")
+@pytest.fixture(scope="module")
+def auth_influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """An InfluxDB of these tests with authentication on (admin ``adm``)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("INFLUXDB_AUTH", "adm:right-pw")
+        svc = start_services(tmp_path_factory.mktemp("auth-influx"), "influxdb")
     yield svc
     svc.stop()
+
+
+def refusal(url: str, *, db: str = "schoolmon", rp: str = "autogen", user: str = "adm",
+            password: str = "right-pw", line: str = "reach rtt_ms=1.5 1") -> StorageError:
+    """What the real writer raises for one write to the authenticated InfluxDB."""
+    pw = f"SCHOOLMON_T_{user.upper()}"
+    settings = Influx1Storage.model_validate(
+        {"kind": "influxdb1", "url": url, "database": db, "retention_policy": rp,
+         "username": user, "password_env": pw}, context={"environ": {pw: password}})
+    writer = Influx1Writer(settings)
+    try:
+        writer.write([line])
+    except StorageError as exc:
+        return exc
+    finally:
+        writer.close()
+    raise AssertionError("the write was accepted")
+
+
+def test_real_refusals_are_classified_from_their_bodies(auth_influx: Services) -> None:
+    """InfluxDB 1.6's own answers, through the real writer: cause, action and the fix."""
+    url = auth_influx.influx_url
+    query(url, "", "CREATE USER ro WITH PASSWORD 'ro-pw'", "adm:right-pw")
+    query(url, "", "CREATE DATABASE typed", "adm:right-pw")
+    seed = Influx1Writer(Influx1Storage.model_validate(
+        {"kind": "influxdb1", "url": url, "database": "typed", "username": "adm",
+         "password_env": "PW"}, context={"environ": {"PW": "right-pw"}}))
+    seed.write(["reach rtt_ms=1i 1"])  # rtt_ms is an integer in this shard from now on
+    seed.close()
+    cases = {
+        "database_missing": refusal(url, db="nope"),
+        "auth": refusal(url, password="wrong"),
+        "forbidden": refusal(url, user="ro", password="ro-pw"),
+        "retention_policy_missing": refusal(url, rp="nope"),
+        "field_type_conflict": refusal(url, db="typed", line="reach rtt_ms=1.5 1"),
+    }
+    for cause, exc in cases.items():
+        assert exc.cause == cause, (cause, str(exc))
+        assert "\n" not in str(exc)
+    assert [c for c, e in cases.items() if e.action == "quarantine"] == ["field_type_conflict"]
+    assert (cases["database_missing"].status, cases["forbidden"].status,
+            cases["retention_policy_missing"].status) == (404, 403, 500)
+    assert "user 'ro' may not write to 'schoolmon' (403)" in str(cases["forbidden"])
+    assert "right-pw" not in str(cases["auth"]) and "wrong" not in str(cases["auth"])
 
 
 def test_wrong_password_then_fixed_loses_nothing(auth_influx: Services, services: Services,
