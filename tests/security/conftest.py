@@ -175,7 +175,7 @@ def connect(broker: Broker, user: str, client_id: str, password: str | None = No
     paho.on_publish = lambda _c, _u, mid, reason, _p: note(
         lambda: client.puback.__setitem__(mid, str(reason)))
     paho.on_message = lambda _c, _u, msg: note(
-        lambda: client.messages.append((msg.topic, msg.payload)))
+        lambda: client.messages.append((msg.topic, bytes(msg.payload))))
     paho.reconnect_delay_set(60, 60)  # one attempt: a refused client must stay refused
     paho.connect("127.0.0.1", broker.port, keepalive=30)
     paho.loop_start()
