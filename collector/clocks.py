@@ -39,6 +39,9 @@ RESYNC_MS = 10_000
 AGREE_MS = 3_000
 # agent_clock points of an agent whose clock is worth watching: at most one a minute.
 POINT_EVERY_MS = 60_000
+# Entries kept per agent: deltas that only grow (a clock stopped at one instant) would keep
+# every message of the window; past this the oldest minimum gives way to the next one.
+MAX_WINDOW = 512
 # Series remembered per corrected agent for the collision guard (oldest forgotten first).
 MAX_SERIES = 4096
 
@@ -122,7 +125,7 @@ class ClockBook:
         while window and window[-1][1] >= delta:  # never the minimum again
             window.pop()
         window.append((recv_ms, delta))
-        while window[0][0] < recv_ms - self._window_ms:
+        while window[0][0] < recv_ms - self._window_ms or len(window) > MAX_WINDOW:
             window.popleft()
         estimate = agent.estimate()
         target = estimate

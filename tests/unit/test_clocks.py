@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.clocks import ClockBook
+from collector.clocks import MAX_WINDOW, ClockBook
 from collector.config import ClockSettings
 from collector.measurements import AGENT_CLOCK
 from common.wire import AgentIdentity, Sample
@@ -193,3 +193,12 @@ def test_the_alert_fires_while_an_agent_is_corrected_and_clears_after() -> None:
     send(clocks, NOW + 2_000, 0, transit_ms=0)  # NTP got through: the clock is right again
     evaluation = tracker.evaluate(NOW + 3_000)
     assert evaluation.firing == [] and evaluation.cleared == {key}
+
+
+def test_the_window_stays_bounded_when_deltas_only_grow() -> None:
+    clocks = book()
+    t0 = NOW - 10 * DAY
+    for i in range(2_000):  # a clock stopped at one instant: every delta is a new maximum
+        clocks.correct(WHO, t0, NOW + i * 100, [host(t0, i)])
+    assert len(clocks._agents[WHO].window) == MAX_WINDOW
+    assert clocks.snapshot()[0].applied_ms == 0
