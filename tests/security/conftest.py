@@ -52,6 +52,7 @@ class Broker:
     port: int
     collector_yaml: Path
     database: str
+    collector_url: str  # the collector's InfluxDB
 
     def password(self, user: str) -> str:
         """The generated password of an agent, or the collector's."""
@@ -103,7 +104,7 @@ def broker(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         wait_until(lambda: port_open(port) or proc.poll() is not None, 15, "mosquitto")
         assert proc.poll() is None, (d / "mosquitto.log").read_text()
-        yield Broker(d, port, collector_yaml, database)
+        yield Broker(d, port, collector_yaml, database, services.influx_url)
     finally:
         proc.terminate()
         proc.wait(10)
