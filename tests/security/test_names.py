@@ -8,6 +8,7 @@ import dataclasses
 import io
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 
@@ -51,10 +52,10 @@ def test_ids_with_a_trailing_line_break_are_refused_on_the_wire(bad: str) -> Non
     """Python's "$" matches before a final newline: the wire checks with fullmatch."""
     with pytest.raises(WireError, match="topic"):
         Topics("schoolmon/v1").parse(f"schoolmon/v1/d1/{bad}/a1/data")
-    payload = ('{"v":1,"district":"d1","school":"%s","agent":"a1","seq":1,"sent_ms":1,'
-               '"samples":[]}' % bad.replace("\n", "\\n").replace("\r", "\\r"))
+    payload = orjson.dumps({"v": 1, "district": "d1", "school": bad, "agent": "a1", "seq": 1,
+                            "sent_ms": 1, "samples": []})
     with pytest.raises(WireError, match="schema"):
-        decode_envelope(payload.encode())
+        decode_envelope(payload)
 
 
 def test_a_mail_that_cannot_be_made_stays_unsent_and_other_schools_get_theirs(
