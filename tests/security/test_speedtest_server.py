@@ -37,7 +37,11 @@ def port() -> Iterator[int]:
         ready.set()
         await task
 
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(main()), stopped.set()))
+    def run() -> None:
+        loop.run_until_complete(main())
+        stopped.set()
+
+    thread = threading.Thread(target=run)
     thread.start()
     assert ready.wait(10)
     yield chosen
