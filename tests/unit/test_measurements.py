@@ -10,8 +10,11 @@ import re
 
 import pytest
 
+from collector.clocks import ClockBook
+from collector.config import ClockSettings
 from collector.dashboard_feed import school_info_lines, status_line
 from collector.measurements import (
+    AGENT_CLOCK,
     AGENT_STATUS,
     COMPLIANCE,
     MEASUREMENTS,
@@ -105,5 +108,13 @@ def test_declaration_accessors() -> None:
         COMPLIANCE.field("mett")
     with pytest.raises(KeyError, match="no tag"):
         AGENT_STATUS.tag("classroom")
-    assert sorted(MEASUREMENTS) == ["agent_status", "compliance", "school_info",
+    assert sorted(MEASUREMENTS) == ["agent_clock", "agent_status", "compliance", "school_info",
                                     "school_status", "schoolmon_reject"]
+
+
+def test_agent_clock_points() -> None:
+    """An agent three days slow, as the clock book stores it (collector/clocks.py)."""
+    who = AgentIdentity("d1", "s1", "s1-pc")
+    lines = ClockBook(ClockSettings(confirm_after=0)).correct(
+        who, 1_000_000_000_000, 1_000_259_200_000, []).lines
+    assert check(AGENT_CLOCK, list(lines)) == set(AGENT_CLOCK.fields)
