@@ -23,7 +23,8 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.integration
 
-RESULT_FIELDS = {"server", "down_mbps", "up_mbps", "rtt_ms", "jitter_ms", "bytes", "duration_s"}
+RESULT_FIELDS = {"server", "down_mbps", "up_mbps", "rtt_ms", "jitter_ms", "bytes", "duration_s",
+                 "down_bytes", "up_bytes", "down_s", "up_s", "streams_ok"}  # evidence (issue 18)
 
 
 def free_port() -> int:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
+import stat
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from agent.probes.base import ProbeError
 from agent.probes.speedtest import SpeedtestProbe, SpeedtestSettings, plan_day
-from agent.speedtest.client import Endpoint, SpeedtestResult, jitter
+from agent.speedtest.client import Endpoint, SpeedtestError, SpeedtestResult, jitter
 
 TZ = ZoneInfo("Asia/Shanghai")
 MIB = 1 << 20
@@ -145,20 +148,105 @@ def test_run_at_start_tests_on_the_first_collect_only() -> None:
     assert len(runner.caps) == 1
 
 
-def test_run_at_start_is_tried_again_after_a_failure() -> None:
-    """A server not up yet at agent start: the first test is retried on the next poll."""
+def test_run_at_start_is_tried_again_after_a_back_off() -> None:
+    """A server not up yet at agent start: the first test is retried after the back-off (5
+    min), not on every poll (issue 18: 84 MiB in three polls on a metered link)."""
     clock = FakeClock(dt.datetime(2026, 11, 23, 0, 0, tzinfo=TZ))
     calls: list[int] = []
 
     def flaky(server: str, streams: int, duration: float, cap: int) -> SpeedtestResult:
         calls.append(cap)
         if len(calls) == 1:
-            raise OSError("connection refused")
+            raise SpeedtestError("connection reset", 28 * MIB)
         return SpeedtestResult(server, 9.5, 4.0, 3.0, 0.5, MIB, 4.0)
 
     p = SpeedtestProbe(settings(run_at_start=True), runner=flaky, choose=lambda s: s[0],
                        now=clock, now_ms=lambda: 1_763_890_000_000)
-    with pytest.raises(ProbeError):
+    with pytest.raises(ProbeError, match="next try in 300s"):
         p.collect()
+    clock.when += dt.timedelta(minutes=1)
+    assert p.collect() == [] and len(calls) == 1  # backing off
+    clock.when += dt.timedelta(minutes=5)
     assert len(p.collect()) == 1
+    assert calls == [100 * MIB, 72 * MIB]  # the failed test's 28 MiB were charged
     assert p.collect() == []
+
+
+def test_failures_back_off_doubling_and_are_charged() -> None:
+    """Each failure doubles the wait (5, 10, 20 min ...) and charges what it moved; once the
+    budget is spent by failures no test runs."""
+    clock = FakeClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    caps: list[int] = []
+
+    def failing(server: str, streams: int, duration: float, cap: int) -> SpeedtestResult:
+        caps.append(cap)
+        raise SpeedtestError("garbage.php answered 500", min(cap, 30 * MIB))
+
+    p = SpeedtestProbe(settings(run_at_start=True), runner=failing, choose=lambda s: s[0],
+                       now=clock)
+    waits = []
+    for _ in range(4):
+        with pytest.raises(ProbeError, match="answered 500"):
+            p.collect_now()
+        waits.append(p.state.retry_at - clock.when.timestamp())
+    assert waits == [300.0, 600.0, 1200.0, 2400.0]
+    assert caps == [100 * MIB, 70 * MIB, 40 * MIB, 10 * MIB]
+    assert p.collect_now() == []  # failed tests spent the day's budget: none runs
+    assert len(caps) == 4
+
+
+def test_budget_and_back_off_survive_a_restart(tmp_path: Path) -> None:
+    """The state file (0600) carries the day's bytes and the back-off into a new probe; a new
+    day starts its budget at 0."""
+    state = tmp_path / "state" / "speedtest.json"
+    clock = FakeClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    runner = RecordingRunner(60 * MIB)
+    first = probe(clock, runner, state_file=str(state))
+    assert len(first.collect_now()) == 1
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    again = probe(clock, runner, state_file=str(state))  # the agent restarted
+    assert len(again.collect_now()) == 1
+    assert runner.caps == [100 * MIB, 40 * MIB]
+    assert again.collect_now() == []
+    clock.when += dt.timedelta(days=1)
+    assert len(probe(clock, runner, state_file=str(state)).collect_now()) == 1
+    assert runner.caps[-1] == 100 * MIB
+
+
+def test_a_back_off_survives_a_restart(tmp_path: Path) -> None:
+    """A failing server is not retried by restarting the agent (run_at_start included)."""
+    state = str(tmp_path / "speedtest.json")
+    clock = FakeClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+
+    def failing(server: str, streams: int, duration: float, cap: int) -> SpeedtestResult:
+        raise SpeedtestError("reset", MIB)
+
+    def new() -> SpeedtestProbe:
+        return SpeedtestProbe(settings(run_at_start=True, state_file=state), runner=failing,
+                              choose=lambda s: s[0], now=clock)
+    with pytest.raises(ProbeError):
+        new().collect()
+    assert new().collect() == []
+    assert json.loads(Path(state).read_text())["bytes_used"] == MIB
+
+
+def test_a_broken_state_file_is_logged_and_ignored(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Garbage in the state file does not stop the probe."""
+    state = tmp_path / "speedtest.json"
+    state.write_text("{not json")
+    clock = FakeClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    assert len(probe(clock, RecordingRunner(MIB), state_file=str(state)).collect_now()) == 1
+    assert "unreadable" in caplog.text
+
+
+def test_the_sample_carries_its_evidence() -> None:
+    """Bytes, windows and streams behind the rates travel with them."""
+    result = SpeedtestResult("http://x", 9.5, 4.0, 3.0, 0.5, 20 * MIB, 12.0, 10 * MIB, 5 * MIB,
+                             7.5, 7.5, 4)
+    p = SpeedtestProbe(settings(), runner=lambda *a: result, choose=lambda s: s[0],
+                       now=FakeClock(dt.datetime(2026, 11, 23, 9, 0, tzinfo=TZ)),
+                       now_ms=lambda: 1_763_890_000_000)
+    [sample] = p.collect_now()
+    assert sample.fields["down_bytes"] == 10 * MIB and sample.fields["up_s"] == 7.5
+    assert sample.fields["streams_ok"] == 4
