@@ -92,8 +92,10 @@ KINDS: Final[dict[str, KindSpec]] = {
     "speedtest": _spec("server", _numbers("down_mbps up_mbps rtt_ms jitter_ms bytes duration_s"),
                        {**_same("down_mbps up_mbps", MBPS), **_same("rtt_ms jitter_ms", MS),
                         "duration_s": (0.0, 86400.0)}),
-    "agent": _spec("", _numbers(
-        "rss_mb cpu_pct spool_depth spool_bytes dropped_total probe_errors")),
+    "agent": _spec("", {
+        **_numbers("rss_mb cpu_pct spool_depth spool_bytes dropped_total probe_errors"),
+        # The fleet view: release, agent.yaml fingerprint, process start (unix seconds).
+        "version": _S, "config_hash": _S, "started_s": _N}),
 }
 
 
