@@ -8,11 +8,12 @@ smaller one.  So, as NTP does with its delay filter, the minimum delta over a re
 estimates offset + the least transit, robust to backlogs and slow links.  A backlog sent after
 days offline is no exception: its ``sent_ms`` is the resend time.
 
-A correction moves every stored sample of the agent, so it changes only on firm evidence: a new
+A correction moves every stored sample of the agent, so it grows only on firm evidence: a new
 offset is applied once a message at least ``confirm_after`` later agrees with it (a batch sent
-by hand with a made-up ``sent_ms`` never is), and only when it differs from the applied one by
-more than ``RESYNC_MS`` (drift of a few seconds never moves stored data, so a resent batch gets
-the same timestamps and overwrites itself).  Correction starts past ``tolerance`` and stops
+by hand with a made-up ``sent_ms`` never is); it shrinks toward none at once (a smaller delta is
+proof).  It changes only when it differs from the applied one by more than ``RESYNC_MS`` (drift
+of a few seconds never moves stored data, so a resent batch gets the same timestamps and
+overwrites itself).  Correction starts past ``tolerance`` and stops
 below half of it, so a clock near the limit does not flap.  Offsets applied are stored as
 ``agent_clock`` points and read back on start (``restore``): after a restart, the first
 messages, a backlog among them, are corrected at once.
@@ -135,6 +136,13 @@ class ClockBook:
         if abs(target - agent.applied_ms) <= RESYNC_MS:
             agent.candidate_ms = None
             return False
+        # Toward no correction at once: a smaller delta is proof (transit is never negative)
+        # that the applied offset is too large, e.g. NTP got through and set the clock right;
+        # waiting would store these samples in the future.
+        if abs(target) < abs(agent.applied_ms) and (target == 0 or (target > 0) == (
+                agent.applied_ms > 0)):
+            self._apply(agent, target, recv_ms)
+            return True
         if agent.candidate_ms is None or abs(target - agent.candidate_ms) > AGREE_MS:
             agent.candidate_ms, agent.candidate_since_ms = target, recv_ms
             if self._confirm_ms > 0:

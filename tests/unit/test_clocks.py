@@ -202,3 +202,13 @@ def test_the_window_stays_bounded_when_deltas_only_grow() -> None:
         clocks.correct(WHO, t0, NOW + i * 100, [host(t0, i)])
     assert len(clocks._agents[WHO].window) == MAX_WINDOW
     assert clocks.snapshot()[0].applied_ms == 0
+
+
+def test_a_clock_set_right_stops_the_correction_at_its_first_message() -> None:
+    """NTP gets through: the delta drops, proof the correction is too large; no wait."""
+    clocks = book()  # confirm_after 20 s for a correction that grows
+    clocks.restore(WHO, -SLOW, NOW - DAY)
+    send(clocks, NOW, SLOW)
+    sample, lines = send(clocks, NOW + 1_000, 0)
+    assert sample.ts_ms == NOW + 1_000 - 40  # its own, now right, time: not 3 days ahead
+    assert clocks.snapshot()[0].applied_ms == 0 and "corrected=false" in lines[0]
