@@ -1,4 +1,4 @@
-"""Agent health: last seen, spool depth, drops, memory, probe errors."""
+"""Agent health: fleet (release, last contact), spool depth, drops, memory, probe errors."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ from dashboards.model import (
 
 AGENTS = where(DISTRICT, SCHOOL, AGENT, TIME)
 PER_AGENT = f'GROUP BY {INTERVAL}, "agent" fill(none)'
+# Last contact does not depend on the dashboard's range: an agent silent for the whole range
+# is the one to see.  400 days: InfluxDB's default retention in the influxdb role.
+EVER = "time > now() - 400d"
+# The fleet states (docs/deploy.md "Which schools run what"; the district report uses the same).
+FLEET_STATES = ("live: heard within 1 h; at risk: 1 h to 7 days ago; "
+                "dropped off: more than 7 days ago")
 
 
 def _series(title: str, select: str, unit: str, description: str = "",
@@ -46,6 +52,19 @@ def dashboard() -> Dashboard:
         description="Is every agent reporting, and is it healthy?",
         variables=(DISTRICT_VAR, SCHOOLS_VAR, AGENT_VAR),
         panels=(
+            Row("Fleet"),
+            Panel("Release and last contact per agent (stale first)", Table(sort_by="Time"), (
+                Target("A", (
+                    'SELECT last("version") AS "version", last("config_hash") AS "config", '
+                    'last("started_s") * 1000 AS "started" FROM "agent" '
+                    f'WHERE {where(DISTRICT, SCHOOL, AGENT, EVER)} GROUP BY "school", "agent"'),
+                    fmt="table"),),
+                  w=24, h=9, unit="dateTimeFromNow", column_links=(school_col,),
+                  description="Time: the agent's last health sample (last contact), whatever "
+                              f"the dashboard's range. {FLEET_STATES}. version: the installed "
+                              "release; config: fingerprint of its agent.yaml (agents with "
+                              "the same one run the same config); started: when the agent "
+                              "process started. Sort by version to see who is not upgraded."),
             Row("Reporting"),
             Panel("Last report per agent (stale first)", Table(sort_by="Time"), (Target("A", (
                 'SELECT last("rss_mb") AS "rss_mb", last("cpu_pct") AS "cpu_pct", '
