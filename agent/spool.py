@@ -136,6 +136,12 @@ class Spool:
         return self
 
     def _connect(self) -> sqlite3.Connection:
+        # 0600 however the agent is started (umask 022 outside systemd): SQLite gives its -wal
+        # and -shm files the mode of the database file; older files are tightened too.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             # Before the first table, or it has no effect: lets a full disk get space back.
