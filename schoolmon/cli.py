@@ -167,6 +167,10 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"alerts.state_path {config.alerts.state_path}: {exc}", 1) from None
     collector = Collector(config, build_writer(config))
+    if alert_engine is not None:
+        # The storage alert reads the writer's health, never InfluxDB: it is mailed while
+        # InfluxDB refuses writes.
+        alert_engine.tracker.watch_storage(collector.storage.health)
     feed = DashboardFeed(collector.write_points, inventory)
     # Observers are added before start(): a status observer makes the collector subscribe
     # to every agent's status topic.
@@ -188,6 +192,9 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
                                   daemon=True)
         alerts.start()
     stop.wait()
+    # Stop the writers' retry loops first: while storage fails, the feed's write would
+    # otherwise hold the shutdown for its whole retry delay.
+    collector.stop_event.set()
     feed.stop()
     collector.stop()
     if alert_engine is not None and alerts is not None:
