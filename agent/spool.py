@@ -149,6 +149,9 @@ class Spool:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
+            # Debian's SQLite zeroes every freed page by default: an eviction would then write
+            # (to the WAL) as many bytes as it frees, impossible on a full disk.
+            db.execute("PRAGMA secure_delete=FAST")
             page = int(db.execute("PRAGMA page_size").fetchone()[0])
             db.execute(f"PRAGMA wal_autocheckpoint={_WAL_LIMIT // page}")
             if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'counter'"
@@ -289,23 +292,30 @@ class Spool:
             return 0
 
     def _make_room(self, batches: int) -> int:
-        """Free space on a full disk: the reserve, the WAL, then the oldest ``batches`` in a
-        transaction of their own (small, so it fits where a big one would not)."""
+        """Free space on a full disk: the reserve and the WAL first, then the oldest batches in
+        transactions of their own (small, so they fit where a big one would not), their pages
+        handed back to the file system, until the reserve can be taken again: growing without
+        it could leave no room even to evict (a checkpoint that must extend the file)."""
         self._release_reserve()
         self._checkpoint()
-        try:
-            rows = self.db.execute("SELECT seq, samples, LENGTH(payload) FROM batch "
-                                   "ORDER BY seq LIMIT ?", (batches,)).fetchall()
-            if rows:
-                self._write(lambda db: self._drop_rows(db, rows))
-            # Hand the freed pages back to the file system (the file shrinks at the checkpoint).
-            # executescript: execute() steps the pragma once, freeing a single page.
-            self.db.executescript("PRAGMA incremental_vacuum;")
-        except sqlite3.Error:
-            return 0
-        self._checkpoint()
-        self._make_reserve()
-        self._full_evicted += sum(r[1] for r in rows)
+        evicted = 0
+        while True:
+            try:
+                rows = self.db.execute("SELECT seq, samples, LENGTH(payload) FROM batch "
+                                       "ORDER BY seq LIMIT ?", (batches,)).fetchall()
+                if rows:
+                    self._drop_committed(rows)
+                # executescript: execute() steps this pragma once, freeing a single page.
+                self.db.executescript("PRAGMA incremental_vacuum;")
+            except sqlite3.Error:
+                break
+            self._checkpoint()  # the file shrinks here
+            evicted += len(rows)
+            self._full_evicted += sum(r[1] for r in rows)
+            self._make_reserve()
+            if not rows or self.reserve_path.exists():
+                break
+            batches *= 2
         now = self.clock_ms()
         if self._full_logged_ms is None or now - self._full_logged_ms >= _FULL_LOG_EVERY_MS:
             # One line a minute, not one per batch: a full disk lasts.
@@ -313,7 +323,10 @@ class Spool:
             log.warning("spool %s: disk full; evicting the oldest batches to make room "
                         "(%d samples so far, counted in dropped_total)",
                         self.path, self._full_evicted)
-        return len(rows)
+        return evicted
+
+    def _drop_committed(self, rows: list[tuple[int, int, int]]) -> None:
+        self._write(lambda db: self._drop_rows(db, rows))
 
     def _insert(self, db: sqlite3.Connection, now: int, payload: bytes, samples: int) -> int:
         cur = db.execute("INSERT INTO batch (created_ms, samples, payload) VALUES (?, ?, ?)",

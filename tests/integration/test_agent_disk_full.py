@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.probes.base import wall_clock_ms
 from agent.runner import Agent
 from agent.scheduler import ScheduledProbe
 from common.wire import Sample
@@ -112,7 +113,8 @@ def test_full_disk_every_sample_stored_or_counted(small_disk: Path, tmp_path: Pa
     cfg = agent_cfg(small_disk, broker.mqtt_port, topic_prefix)
     assert cfg.spool.max_mb == 64  # the disk is the bound, not the spool
     url = services.influx_url
-    probe = CountingProbe(1_763_900_000_000, per_collect=1000)  # ~70 KB a batch
+    # An hour ago: within the collector's time window (it refuses samples over 15 days old).
+    probe = CountingProbe(wall_clock_ms() - 3_600_000, per_collect=1000)  # ~70 KB a batch
     health: list[CountedHealth] = []
 
     def make_agent(interval: float) -> Agent:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from agent.probes.base import wall_clock_ms
 from agent.publisher import Publisher
 from agent.runner import Agent
 from agent.scheduler import ScheduledProbe
@@ -27,7 +28,7 @@ from tests.integration.test_faults import WHO, CountingProbe, agent_cfg, collect
 
 pytestmark = pytest.mark.integration
 
-TS = 1_763_910_000_000
+TS = wall_clock_ms() - 3_600_000  # an hour ago: inside the collector's time window
 
 
 def host(ts: int) -> Sample:

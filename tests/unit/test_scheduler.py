@@ -48,7 +48,7 @@ class CountingProbe:
     def collect(self) -> list[Sample]:
         """n samples with distinct timestamps."""
         self.calls += 1
-        return [Sample("host", TS + i, {}, {"cpu_pct": float(i)}) for i in range(self.n)]
+        return [Sample("host", TS + i, {}, {"cpu_pct": float(i % 100)}) for i in range(self.n)]
 
 
 class BrokenProbe:
