@@ -61,8 +61,12 @@ class SpeedtestSettings(ProbeSettingsBase):
 
         def runner(server: str, streams: int, duration: float, byte_cap: int) -> SpeedtestResult:
             return run_speedtest(server, streams=streams, duration=duration, byte_cap=byte_cap,
-                                 deadline_s=deadline)
-        return SpeedtestProbe(self, runner=runner)
+                                 deadline_s=0.8 * deadline)
+
+        def choose(servers: list[str]) -> str:  # a tenth of the time for the choice
+            return servers[0] if len(servers) == 1 else pick_server(
+                servers, deadline_s=0.1 * deadline)
+        return SpeedtestProbe(self, runner=runner, choose=choose)
 
     @field_validator("windows")
     @classmethod

@@ -198,6 +198,9 @@ def _transfer(ep: Endpoint, *, upload: bool, streams: int, duration: float, warm
     direction = "upload" if upload else "download"
     if mark_t is None or end_t - mark_t < 0.2:  # cap reached during warm-up: use it all
         mark_t, mark_b = start, 0
+    if len(errors) == streams:  # bytes may have moved, but no stream did what a test does
+        raise SpeedtestError(f"{ep.where}: {direction} did not measure: {errors[0]}",
+                             meter.moved)
     if end_b - mark_b <= 0 or end_t - mark_t < MIN_WINDOW_S:
         why = errors[0] if errors else (
             f"{end_b - mark_b} bytes in {end_t - mark_t:.2f}s" + (" (byte cap reached)"
@@ -243,14 +246,19 @@ def run_speedtest(server: str, *, streams: int = 4, duration: float = 10.0,
     )
 
 
-def pick_server(servers: list[str], timeout: float = 3.0) -> str:
-    """The server with the lowest median latency; raises OSError when none answers."""
+def pick_server(servers: list[str], timeout: float = 3.0, *,
+                deadline_s: float | None = None) -> str:
+    """The server with the lowest median latency; raises OSError when none answers.
+
+    Each server gets 5 round trips, at most 1 MiB and an equal share of ``deadline_s``.
+    """
     best: tuple[float, str] | None = None
     errors = []
+    share = (deadline_s if deadline_s is not None else 6 * timeout * len(servers)) / len(servers)
     for url in servers:
         try:
             rtt = statistics.median(measure_latency(Endpoint.parse(url), 5, timeout,
-                                                    meter=Meter(MIB)))
+                                                    meter=Meter(MIB), deadline=Deadline(share)))
         except (OSError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
             continue
