@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from collector.config import CollectorConfig, load_collector_config
 from collector.inventory import Inventory, load_inventory
-from collector.reports.csvout import render_csv
+from collector.reports.csvout import render_csv, render_fleet_csv
 from collector.reports.html import render_html
 from collector.reports.load import build_report, inventory_path
 from collector.reports.model import Period, ReportData
@@ -53,7 +53,7 @@ def _profile(name: str, config_path: str | Path) -> PolicyProfile | None:
 def write_report(config: CollectorConfig, config_path: str | Path, options: ReportOptions, *,
                  reader: InfluxReader | None = None, inventory: Inventory | None = None,
                  now_ms: Callable[[], int] | None = None) -> ReportData:
-    """Build the report and write ``report.html`` and ``report.csv`` into ``options.out``."""
+    """Build the report; write report.html, report.csv and fleet.csv into ``options.out``."""
     clock = now_ms or (lambda: int(time.time() * 1000))
     settings = rules_settings(config)
     profile = _profile(options.policy, config_path)
@@ -76,6 +76,7 @@ def write_report(config: CollectorConfig, config_path: str | Path, options: Repo
                                              encoding="utf-8")
     # utf-8-sig: Excel (common in district offices) needs the BOM to read Chinese names.
     (options.out / "report.csv").write_text(render_csv(data), encoding="utf-8-sig")
+    (options.out / "fleet.csv").write_text(render_fleet_csv(data), encoding="utf-8-sig")
     return data
 
 

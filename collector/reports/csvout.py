@@ -39,3 +39,18 @@ def render_csv(data: ReportData) -> str:
                          t(r.state), t(r.unit), t(r.school.name), t(data.policy),
                          "" if deadline is None else t(str(deadline)), t(data.status or "")))
     return out.getvalue()
+
+
+FLEET_COLUMNS = ("school", "agent", "version", "config_hash", "last_contact_ms", "state")
+
+
+def render_fleet_csv(data: ReportData) -> str:
+    """fleet.csv: one row per agent, as the report's fleet section lists them."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(FLEET_COLUMNS)
+    for r in data.fleet:
+        t = text_cell
+        writer.writerow((t(r.school), t(r.agent), t(r.version), t(r.config_hash),
+                         "" if r.last_ms is None else str(r.last_ms), r.state))
+    return out.getvalue()

@@ -24,7 +24,8 @@ h1{font-size:22px;margin:0 0 6px}h2{font-size:17px;margin:28px 0 8px;border-bott
 #e2e8f0;padding-bottom:4px}.meta{color:#4a5568;font-size:13px}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #e2e8f0;padding:4px 8px;
 text-align:left}th{background:#f7fafc}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#2f855a;font-weight:600}.miss{color:#c53030;font-weight:600}.note{color:#718096;
+.ok,.live{color:#2f855a;font-weight:600}.at_risk{color:#c05621;font-weight:600}
+.dropped_off{color:#c53030;font-weight:600}.miss{color:#c53030;font-weight:600}.note{color:#718096;
 font-size:12px}svg{max-width:100%;height:auto}
 """
 
@@ -144,6 +145,34 @@ def _misses(rows: list[SchoolRuleRow], data: ReportData, lang: str, lab: Labels)
     return f'<table class="misses">{head}{"".join(body)}</table>{more}'
 
 
+def _fleet(data: ReportData, lab: Labels) -> str:
+    """Every agent, worst state first: release, config fingerprint, last contact."""
+    if not data.fleet:
+        return f"<p>{lab.fleet_none}</p>"
+    zone = ZoneInfo(data.period.tz)
+    names = {s.id: s.name for s in data.schools}
+    head = (f"<tr><th>{lab.school}</th><th>{lab.name}</th><th>{lab.agent}</th>"
+            f"<th>{lab.version}</th><th>{lab.config}</th><th>{lab.last_contact}</th>"
+            f"<th>{lab.state}</th></tr>")
+    body = []
+    for r in data.fleet:
+        last = (lab.never if r.last_ms is None else
+                f"{dt.datetime.fromtimestamp(r.last_ms / 1000, zone):%Y-%m-%d %H:%M}")
+        body.append(
+            f'<tr data-agent="{escape(r.agent)}" data-state="{r.state}" '
+            f'data-version="{escape(r.version)}"><td>{escape(r.school)}</td>'
+            f"<td>{escape(names.get(r.school, ''))}</td><td>{escape(r.agent)}</td>"
+            f"<td>{escape(r.version) or DASH}</td><td>{escape(r.config_hash) or DASH}</td>"
+            f'<td class="num">{last}</td>'
+            f'<td class="{r.state}">{escape(lab.fleet_states[r.state])}</td></tr>')
+    counts = " · ".join(f"{lab.fleet_states[state]}: "
+                        f"{sum(r.state == state for r in data.fleet)}"
+                        for state in ("live", "at_risk", "dropped_off"))
+    return (f'<p class="meta" id="fleet-counts">{escape(counts)}</p>'
+            f'<table class="fleet">{head}{"".join(body)}</table>'
+            f'<p class="note">{escape(lab.fleet_note)}</p>')
+
+
 def render_html(data: ReportData, language: str) -> str:
     """The whole page."""
     lab = labels(language)
@@ -173,4 +202,5 @@ def render_html(data: ReportData, language: str) -> str:
         f'<h2>{lab.misses_title} (<span id="miss-schools">'
         f'{len({r.school.id for r in misses})}</span>)</h2>'
         f'<div id="misses">{_misses(misses, data, lang, lab)}</div>'
+        f'<h2>{lab.fleet_title}</h2><div id="fleet">{_fleet(data, lab)}</div>'
         "</body></html>\n")

@@ -52,6 +52,16 @@ class Labels:
     targets_title: str
     basically: str
     statuses: dict[str, str]
+    fleet_title: str
+    fleet_note: str
+    fleet_none: str
+    agent: str
+    version: str
+    config: str
+    last_contact: str
+    state: str
+    never: str
+    fleet_states: dict[str, str]
 
 
 LABELS: Final[dict[str, Labels]] = {
@@ -71,7 +81,12 @@ LABELS: Final[dict[str, Labels]] = {
         basically="基本（原文未定比例）",
         statuses={"work_points": "年度工作要点", "plan": "规划", "draft_for_comment":
                   "征求意见稿（非正式文件）", "news_summary": "新闻报道的摘要（非原文）",
-                  "standard": "标准", "operational": "schoolmon 运行规则（非政策文件）"}),
+                  "standard": "标准", "operational": "schoolmon 运行规则（非政策文件）"},
+        fleet_title="采集端版本与最近联系", fleet_note="在线：1 小时内有数据；风险：1 小时至 7 天；"
+        "失联：超过 7 天或从未联系。截至统计期末（或当前时间）。",
+        fleet_none="没有采集端。", agent="采集端", version="版本", config="配置指纹",
+        last_contact="最近联系", state="状态", never="从未",
+        fleet_states={"live": "在线", "at_risk": "风险", "dropped_off": "失联"}),
     "en": Labels(
         title="Education ICT compliance report", policy="Policy", period="Period",
         generated="Generated", schools="Schools", tiers_title="Schools per access-bandwidth tier",
@@ -92,7 +107,13 @@ LABELS: Final[dict[str, Labels]] = {
                   "draft_for_comment": "draft for comment (not an issued document)",
                   "news_summary": "a news site's summary (not the document itself)",
                   "standard": "standard",
-                  "operational": "schoolmon's own operational rule (no policy document)"}),
+                  "operational": "schoolmon's own operational rule (no policy document)"},
+        fleet_title="Agents: release and last contact",
+        fleet_note="live: heard within 1 h; at risk: 1 h to 7 days ago; dropped off: more "
+        "than 7 days ago or never. As of the end of the period (or now).",
+        fleet_none="No agents.", agent="Agent", version="Release", config="Config",
+        last_contact="Last contact", state="State", never="never",
+        fleet_states={"live": "live", "at_risk": "at risk", "dropped_off": "dropped off"}),
 }
 
 # English names of the rule ids of the shipped profiles (their titles are Chinese).

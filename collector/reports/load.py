@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from collector.inventory import Inventory
 from collector.measurements import COMPLIANCE, SHARE_UNITS, share_fields
 from collector.reports.aggregate import TrendRow, school_rows, summarize, tier_counts, trend
+from collector.reports.fleet import read_fleet
 from collector.reports.model import (
     ComplianceRow,
     Period,
@@ -197,7 +198,9 @@ def build_report(reader: InfluxReader, policy: str, period: Period, *,
         schools=schools, tiers=tier_counts(access, names, tolerance_pct),
         summaries=summaries, rows=rows,
         trend=read_trend(reader, policy, period, school_rules, room_rules),
-        generated_ms=generated_ms, percentile=statistic)
+        generated_ms=generated_ms, percentile=statistic,
+        # As of the period's end, or now for a period not over yet.
+        fleet=read_fleet(reader, min(generated_ms or period.end_ms, period.end_ms), inventory))
 
 
 def inventory_path(config_path: str | Path, inventory: str | None) -> Path | None:

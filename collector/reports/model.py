@@ -8,6 +8,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 Unit = Literal["schools", "classrooms"]
+FleetState = Literal["live", "at_risk", "dropped_off"]
 # Tier keys of the "schools per tier" chart: None (no speed test in the period) and the nominal
 # tiers of collector.rules.results.tier_of.
 TIER_KEYS: tuple[int | None, ...] = (None, 0, 4, 10, 100, 1000)
@@ -132,6 +133,18 @@ class TrendPoint:
 
 
 @dataclass(frozen=True)
+class FleetRow:
+    """One agent as the report lists it (collector/reports/fleet.py)."""
+
+    school: str
+    agent: str
+    version: str  # "" for a release before agents reported it
+    config_hash: str
+    last_ms: int | None  # its newest agent sample; None: never heard
+    state: FleetState
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything the HTML and CSV show."""
 
@@ -147,6 +160,7 @@ class ReportData:
     percentile: str = "p90"
     document: str = ""  # the source document, as the profile cites it
     status: str | None = None  # work_points, plan, draft_for_comment, news_summary, ...
+    fleet: list[FleetRow] = field(default_factory=list)  # every agent, worst state first
 
     @property
     def misses(self) -> list[SchoolRuleRow]:
