@@ -10,12 +10,19 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # What `make dist` needs: the build config, the readme it embeds, and the packaged folders.
 _TREE = ("Makefile", "pyproject.toml", "README.md", "common", "agent", "collector", "schoolmon",
          "configs/policies")
+
+
+def build_wheels(versions: list[str], store: Path, work: Path) -> list[Path]:
+    """One wheel per version in ``store``, the builds running side by side."""
+    with ThreadPoolExecutor(len(versions)) as pool:
+        return list(pool.map(lambda v: build_wheel(v, store, work), versions))
 
 
 def build_wheel(version: str, store: Path, work: Path) -> Path:
@@ -33,8 +40,9 @@ def build_wheel(version: str, store: Path, work: Path) -> Path:
                           init.read_text())
     assert count == 1, "schoolmon/__init__.py has no __version__ line"
     init.write_text(text)
-    result = subprocess.run(["make", "--no-print-directory", "-C", str(tree), "dist", f"PYTHON={sys.executable}",
-                             f"DIST={store}"], capture_output=True, text=True, check=False)
+    result = subprocess.run(["make", "--no-print-directory", "-C", str(tree), "dist",
+                             f"PYTHON={sys.executable}", f"DIST={store}"],
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     wheel = store / f"schoolmon-{version}-py3-none-any.whl"
     assert f"{wheel}\n" in result.stdout and wheel.is_file(), result.stdout

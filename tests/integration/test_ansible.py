@@ -87,6 +87,8 @@ def _extra_vars(root: Path, services: Services, database: str, store: Path) -> d
     out: dict[str, Any] = {
         "influxdb_install_packages": False, "influxdb_manage_service": False,
         "influxdb_url": services.influx_url, "influxdb_database": database,
+        "influxdb_admin_password": "admin-secret-1", "influxdb_collector_password":
+            "collector-influx-1", "influxdb_grafana_password": "grafana-influx-1",
         "grafana_root": str(root), "grafana_install_packages": False,
         "grafana_manage_service": False, "grafana_group": group,
         "grafana_schoolmon_src": str(ROOT / "dashboards"),
@@ -112,7 +114,9 @@ def _extra_vars(root: Path, services: Services, database: str, store: Path) -> d
                 f"schoolmon_{role}_group": group, f"schoolmon_{role}_manage_user": False,
                 f"schoolmon_{role}_install_packages": False,
                 f"schoolmon_{role}_manage_service": False,
-                f"schoolmon_{role}_python": sys.executable}
+                f"schoolmon_{role}_python": sys.executable,
+                # Only to save the test time: no .pyc compiled for the dependencies.
+                f"schoolmon_{role}_pip_args": ["--no-compile"]}
     return out
 
 

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import Services, influx_rows, start_collector_process
-from tests.integration.release import build_wheel
+from tests.integration.release import build_wheels
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +77,7 @@ def play(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A play directory: the artifact store with A and B, inventory, variables, playbook."""
     base = tmp_path_factory.mktemp("rollout")
     store = base / "dist"
-    for version in (A, B):
-        build_wheel(version, store, base)
+    build_wheels([A, B], store, base)
     play = base / "play"
     (play / "secrets/mqtt").mkdir(parents=True)
     (play / f"secrets/mqtt/{AGENT}.password").write_text("agent-secret-1\n")
