@@ -126,6 +126,8 @@ class SshProbe:
         self.budget = 0.95 * (settings.timeout or settings.interval)
         self.last_errors: dict[str, list[str]] = {}  # per device, from the latest collect
         self._busy: set[str] = set()  # devices whose poll thread is still running
+        self._open: dict[str, SshSession] = {}  # sessions of polls under way, by device
+        self._late: set[str] = set()  # devices whose poll outlived the deadline
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], tuple[float, int, int]] = {}  # octet counters
         self.guard = ValueGuard(settings.instance_name("ssh"))
@@ -146,7 +148,16 @@ class SshProbe:
                 futures[t.name] = pool.submit(self._guarded_poll, t)
             wait(futures.values(), timeout=self.budget)
         finally:
-            # Threads still connecting finish on their own (netmiko's timeouts bound them).
+            # A device still answering at the deadline loses its session now: closing it ends
+            # the poll thread's read (slow bytes or endless output), so the socket is released
+            # and the next poll of that device is not skipped.  Threads still connecting finish
+            # on their own (netmiko's connect timeouts bound them).
+            with self._lock:
+                overdue = {name for name, f in futures.items() if not f.done()}
+                self._late |= overdue  # a poll still connecting closes as soon as it can
+                late = [self._open.pop(name) for name in overdue if name in self._open]
+            for session in late:
+                session.close()
             pool.shutdown(wait=False, cancel_futures=True)
         samples: list[Sample] = []
         self.last_errors = {}
@@ -180,6 +191,7 @@ class SshProbe:
         finally:
             with self._lock:
                 self._busy.discard(t.name)
+                self._late.discard(t.name)
 
     def poll(self, t: SshTarget) -> DevicePoll:
         """Log in, run the vendor's commands, parse; errors are collected, not raised."""
@@ -190,6 +202,11 @@ class SshProbe:
         except ProbeError as exc:
             result.errors.append(ProbeError(f"{label(t)}: {exc}"))
             return result
+        with self._lock:
+            if t.name in self._late:  # connected after the deadline: nobody waits for it
+                session.close()
+                return result
+            self._open[t.name] = session
         reports: list[list[IfStatus]] = []
         received = 0
 
@@ -225,6 +242,8 @@ class SshProbe:
         except SshError as exc:  # the session broke or a command timed out: stop here
             result.errors.append(ProbeError(f"{label(t)}: {exc}"))
         finally:
+            with self._lock:
+                self._open.pop(t.name, None)
             session.close()
         result.interfaces = merge(*reports, key=vendor.canonical)
         return result

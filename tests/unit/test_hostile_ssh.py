@@ -4,12 +4,14 @@ device, the answers an attacker or a broken CLI gives."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from agent.probes.ssh import MAX_POLL_CHARS, SshProbe, SshSettings, SshTarget
 from agent.probes.ssh_session import SshError, Timeouts
 from common.wire import check_samples
+from tests.conftest import wait_until
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ssh"
 ENV = {"SSH_PW": "pw-123456"}
@@ -98,3 +100,45 @@ def test_an_absurd_counter_costs_one_value() -> None:
     assert netdev.fields.get("uptime_s") == 36_674_400
     assert any("not a counter" in e for e in p.last_errors["evil"]), p.last_errors
     assert [s for s in samples if s.kind == "netdev_if"]  # from 'display interface brief'
+
+
+class Trickle:
+    """A device whose answer never ends (one line now and then, as a slow CLI): ``run`` returns
+    only when the session is closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def run(self, command: str) -> str:
+        """Block until closed, then fail as a dropped session does."""
+        self.closed.wait(60)
+        raise SshError(f"session lost during {command!r}")
+
+    def close(self) -> None:
+        """The agent hung up."""
+        self.closed.set()
+
+
+def test_a_never_ending_answer_ends_at_the_probe_timeout() -> None:
+    """The poll is cut at the probe's timeout: the session is closed (socket released), the
+    error names the device, and the next poll of that device runs instead of being skipped."""
+    sessions: list[Trickle] = []
+
+    def connect(target: SshTarget, timeouts: Timeouts) -> Trickle:
+        sessions.append(Trickle())
+        return sessions[-1]
+    settings = SshSettings.model_validate(
+        {"type": "ssh", "timeout": "1s", "targets": [
+            {"name": "slow", "host": "192.0.2.7", "device_type": "huawei", "username": "u",
+             "password_env": "SSH_PW"}]}, context={"environ": ENV})
+    p = SshProbe(settings, connect, now_ms=lambda: 1_800_000_000_000)
+    start = time.monotonic()
+    samples = p.collect()
+    assert time.monotonic() - start < 2.0
+    assert sessions[0].closed.is_set()
+    assert "slow (192.0.2.7:22): no complete answer within the probe timeout" in \
+        p.last_errors["slow"][0]
+    assert [s.fields for s in samples if s.kind == "netdev"] == [{"up": False}]
+    wait_until(lambda: not p._busy, 5, "the poll thread to end")
+    p.collect()
+    assert len(sessions) == 2  # polled again, not skipped as still running
