@@ -20,6 +20,11 @@ from common.wire import Sample
 _MAX_BACKBONE_PORTS = 4096
 _MAX_ROOMS = 2000
 _MAX_TARGETS = 256
+# Evidence a speed test needs to count (issue 18): a result over fewer bytes or less time is no
+# measurement of the link (a server that broke off, a budget nearly spent).  Absent fields (older
+# agents) are not held against a result.
+MIN_SPEEDTEST_BYTES = 1 << 20
+MIN_SPEEDTEST_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,10 @@ class SchoolState:
         down = s.number("down_mbps")
         if down is None or down <= 0:
             return
+        moved, took = s.number("bytes"), s.number("duration_s")
+        if (moved is not None and moved < MIN_SPEEDTEST_BYTES) or (
+                took is not None and took < MIN_SPEEDTEST_S):
+            return  # too thin to judge a school by
         if any(t == s.ts_ms for t, _d, _u in self.speedtests):
             return  # re-delivered
         up = s.number("up_mbps")
