@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import smtplib
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,11 +17,14 @@ import yaml
 from collector.alerts.inhibit import Inhibitor
 from collector.alerts.model import Alert, AlertKey, Evaluation
 from collector.alerts.notifier import Notification, Notifier, Timing
-from collector.alerts.state import AlertStore
+from collector.alerts.smtp import MailSender
+from collector.alerts.state import AlertStore, OutboxItem
+from collector.config import SmtpSettings
 from collector.inventory import load_inventory
 from collector.reports.csvout import render_csv
 from common.config import ConfigError
 from common.wire import Topics, WireError, decode_envelope
+from tests.security.conftest import free_port
 from tests.unit.test_report import report_data
 
 T0 = 1_780_000_000_000
@@ -97,3 +102,42 @@ def test_csv_cells_are_never_formulas() -> None:
     assert [c for c in cells if c.startswith("-")] == []
     for row in csv.DictReader(io.StringIO(text)):
         float(row["value"] or 0)  # numbers are written as numbers
+
+
+class RefusingHandler:
+    """A real SMTP server's DATA handler that refuses one message and keeps the others."""
+
+    def __init__(self) -> None:
+        self.kept: list[bytes] = []
+
+    async def handle_DATA(self, _server: object, _session: object,  # noqa: N802
+                          envelope: Any) -> str:
+        """554 for the poisoned message, 250 for the rest."""
+        if b"POISON" in envelope.content:
+            return "554 5.6.0 message content refused"
+        self.kept.append(envelope.content)
+        return "250 OK"
+
+
+def test_a_refused_message_stays_queued_and_the_others_are_sent(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """aiosmtpd refuses school s1's mail: s2's and s3's go out on the same connection; s1's
+    is not counted sent, and is logged once however often it is retried."""
+    from aiosmtpd.controller import Controller
+
+    handler = RefusingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        sender = MailSender(SmtpSettings(host="127.0.0.1", port=port, starttls=False),
+                            "alerts@d.example", ["it@d.example"],
+                            lambda: smtplib.SMTP("127.0.0.1", port, timeout=10))
+        items = [OutboxItem(i, f"s{i}", T0, b"Subject: x\r\n\r\n" + body, 0)
+                 for i, body in ((1, b"POISON"), (2, b"fine 2"), (3, b"fine 3"))]
+        assert sender.send(items) == [2, 3]
+        assert sender.send(items[:1]) == []
+        assert [b"fine 2" in m or b"fine 3" in m for m in handler.kept] == [True, True]
+        assert len([r for r in caplog.records if "alert mail 1 " in r.getMessage()]) == 1
+    finally:
+        controller.stop()
