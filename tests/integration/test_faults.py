@@ -83,6 +83,12 @@ def collector_yaml(tmp: Path, port: int, prefix: str, url: str, db: str, *,
     return path
 
 
+def _spooled_samples(agent: Agent) -> int:
+    """Samples held in an agent's spool (its batches' sample counts added up)."""
+    row = agent.spool.db.execute("SELECT COALESCE(SUM(samples), 0) FROM batch").fetchone()
+    return int(row[0])
+
+
 def spool_depth(path: Path) -> int:
     """Batches in a spool file, read with a separate connection."""
     with sqlite3.connect(path) as db:
@@ -360,7 +366,7 @@ def test_bad_input_storm_keeps_memory_bounded(own_broker: Services, services: Se
 def test_disk_full_is_a_clear_error_and_the_agent_recovers(tmp_path: Path,
                                                            caplog: pytest.LogCaptureFixture
                                                            ) -> None:
-    """Spool on a small tmpfs filled to the brim: one clear log line, no crash, recovery."""
+    """Spool on a small tmpfs filled to the brim: oldest evicted and counted, no crash, recovery."""
     mount = tmp_path / "small"
     mount.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
@@ -370,7 +376,6 @@ def test_disk_full_is_a_clear_error_and_the_agent_recovers(tmp_path: Path,
         agent = Agent(cfg, probes=[ScheduledProbe("count", probe, 3600.0, 5.0, 0.0)])
         agent.spool.open()
         agent.scheduler.store("count", probe.collect())
-        depth_before = agent.spool.stats().depth
         filler = mount / "filler"
         with filler.open("wb") as f:  # fill the file system completely
             try:
@@ -379,18 +384,24 @@ def test_disk_full_is_a_clear_error_and_the_agent_recovers(tmp_path: Path,
                     f.flush()
             except OSError:
                 pass
-        for _ in range(30):  # keep producing until SQLite hits the full disk
+        for _ in range(200):  # keep producing until SQLite hits the full disk
             agent.scheduler.store("count", probe.collect())
-            if agent.scheduler.spool_errors:
+            if agent.spool.stats().dropped_total:
                 break
-        assert agent.scheduler.spool_errors > 0
-        assert any("full" in r.getMessage() and "spool" in r.getMessage()
-                   for r in caplog.records if r.levelname == "ERROR")
+        # The full disk costs the oldest samples, counted exactly; the newest are kept.
+        stats = agent.spool.stats()
+        assert stats.dropped_total > 0
+        assert stats.depth > 0
+        assert any("disk full" in r.getMessage() and "spool" in r.getMessage()
+                   for r in caplog.records if r.levelname == "WARNING")
+        assert len(probe.produced) == _spooled_samples(agent) + stats.dropped_total
         filler.unlink()  # space returns
         errors = agent.scheduler.spool_errors
+        depth = agent.spool.stats().depth
         agent.scheduler.store("count", probe.collect())
         assert agent.scheduler.spool_errors == errors
-        assert agent.spool.stats().depth > depth_before
+        assert agent.spool.stats().depth > depth
+        assert len(probe.produced) == _spooled_samples(agent) + agent.spool.stats().dropped_total
         with sqlite3.connect(cfg.spool.path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         agent.spool.close()
