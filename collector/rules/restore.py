@@ -88,7 +88,7 @@ def _samples(series: list[Row]) -> Iterator[tuple[AgentIdentity, Sample]]:
 class Restorer:
     """Replays stored samples into an engine, a group of schools per query."""
 
-    def __init__(self, engine: RulesEngine, source: StoredSamples, *, batch: int = 25,
+    def __init__(self, engine: RulesEngine, source: StoredSamples, *, batch: int = 10,
                  progress_every: float = 5.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine

@@ -55,7 +55,7 @@ def test_evaluate_writes_a_point_per_school_day_once(
         services: Services, influx_db: str, topic_prefix: str, tmp_path: Path) -> None:
     """Backfill, evaluate, report: one trend point per school day; a re-run changes nothing."""
     url = services.influx_url
-    plan = make_plan(SimulationSpec(), 20, seed=11)
+    plan = make_plan(SimulationSpec(), 10, seed=11)
     write_inventory(plan_inventory(plan), tmp_path / "inventory.yaml")
     raw = {"mqtt": {"host": "127.0.0.1", "port": services.mqtt_port,
                     "topic_prefix": topic_prefix, "username": None,
@@ -83,7 +83,7 @@ def test_evaluate_writes_a_point_per_school_day_once(
     args = ("--policy", "cn-moe-2017", "--from", str(days[0]), "--to", str(days[-1]))
     begun = time.monotonic()
     first = evaluate(path, *args)
-    print(f"evaluate of {len(days)} days, 20 schools: {time.monotonic() - begun:.1f} s")
+    print(f"evaluate of {len(days)} days, 10 schools: {time.monotonic() - begun:.1f} s")
     assert first.returncode == 0, first.stderr[-2000:]
     points = compliance(url, influx_db)
     ends = {school_day_end_ms(Timetable(), d) for d in days}

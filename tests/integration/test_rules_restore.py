@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 POLICIES = ["cn-moe-2017", "cn-moe-13fyp", "guangzhou-2017", "schoolmon-operations"]
 PASS = b"rules: "  # a pass logs "rules: N points in S s"
+SCHOOLS = 10
 
 
 def collector_yaml(tmp: Path, name: str, services: Services, db: str, prefix: str) -> Path:
@@ -113,11 +114,11 @@ TAGS = {"policy", "rule", "metric", "scope", "district", "school", "classroom", 
 
 def test_restart_after_sigkill_gives_the_same_first_pass(
         services: Services, influx_db: str, topic_prefix: str, tmp_path: Path) -> None:
-    """20 schools, three school days backfilled; kill -9, restart: the same pass at T."""
+    """Ten schools, three school days backfilled; kill -9, restart: the same pass at T."""
     url = services.influx_url
     ref_db = "r_" + uuid.uuid4().hex[:12]
     influx_query(url, "", f'CREATE DATABASE "{ref_db}"')
-    plan = make_plan(SimulationSpec(), 20, seed=10)
+    plan = make_plan(SimulationSpec(), SCHOOLS, seed=10)
     write_inventory(plan_inventory(plan), tmp_path / "inventory.yaml")
     main_yaml = collector_yaml(tmp_path, "main", services, influx_db, topic_prefix)
     ref_yaml = collector_yaml(tmp_path, "ref", services, ref_db, topic_prefix)
@@ -140,7 +141,7 @@ def test_restart_after_sigkill_gives_the_same_first_pass(
         wait_until(lambda: main.passes() >= 1, 120, "the first pass after the restart")
         log = main.text().decode(errors="replace")
         restored = next(line for line in log.splitlines() if "state restored" in line)
-        assert " 20 schools," in restored, restored
+        assert f" {SCHOOLS} schools," in restored, restored
         first = next(line for line in log.splitlines() if " points in " in line)
         expected = points(url, ref_db, "compliance")
         wait_until(lambda: len(points(url, influx_db, "compliance")) == len(expected), 30,
@@ -158,7 +159,7 @@ def test_restart_after_sigkill_gives_the_same_first_pass(
     assert {k[-1] for k in got} == {at}, first
     assert got == expected
     assert got == before  # and what it wrote before the kill
-    assert len(got_status) == 20 and got_status == want_status
+    assert len(got_status) == SCHOOLS and got_status == want_status
     # The windowed figures were really restored, not trivially equal (all no_data).
     by_rule: dict[str, list[Any]] = {}
     for key, fields in got.items():
