@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,21 @@ import pytest
 import yaml
 
 from collector.config import CollectorConfig
+from collector.storage.lineprotocol import sample_line
 from common.kinds import KINDS
+from common.wire import AgentIdentity, Sample
 from schoolmon.sim.inventory import plan_inventory, write_inventory
 from schoolmon.sim.plan import SimulationPlan, make_plan
 from schoolmon.sim.spec import SimulationSpec
 from schoolmon.simulate import RunOptions, run_simulation
-from tests.conftest import Services, influx_query, influx_rows, schoolmon_cmd, wait_until
+from tests.conftest import (
+    Services,
+    influx_query,
+    influx_rows,
+    schoolmon_cmd,
+    start_services,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +82,13 @@ class Proc:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
             self.proc.wait(30)
+
+
+def post_lines(url: str, db: str, lines: list[str]) -> None:
+    """Line protocol straight into InfluxDB (ms)."""
+    req = urllib.request.Request(f"{url}/write?db={db}&precision=ms",
+                                 data="\n".join(lines).encode(), method="POST")
+    urllib.request.urlopen(req, timeout=30).read()
 
 
 def stored_samples(url: str, db: str) -> int:
@@ -169,3 +186,44 @@ def test_restart_after_sigkill_gives_the_same_first_pass(
         assert states.count("ok") > len(states) // 2, (rule, states)
     assert any(f["met"] for f in by_rule["access_10m"])
     assert not all(f["met"] for f in by_rule["access_10m"])
+
+
+def test_influxdb_down_at_start_is_retried_then_restored(tmp_path: Path) -> None:
+    """InfluxDB stopped when the collector starts: it says so, retries, restores once it is up."""
+    svc = start_services(tmp_path / "svc", "mosquitto", "influxdb")
+    try:
+        url = svc.influx_url
+        influx_query(url, "", 'CREATE DATABASE "down"')
+        now = int(time.time() * 1000)
+        gateway = AgentIdentity("d1", "s1", "s1-gw")
+        post_lines(url, "down", [sample_line(Sample(
+            "speedtest", now - 3_600_000, {"server": "http://hub"}, {"down_mbps": 95.0}),
+            gateway)])
+        (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({
+            "districts": [{"id": "d1", "name": "d1"}],
+            "schools": [{"id": "s1", "name": "s1", "district": "d1", "category": "urban",
+                         "classes": 6}],
+            "agents": [{"id": gateway.agent, "school": "s1"}]}), encoding="utf-8")
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({
+            "mqtt": {"host": "127.0.0.1", "port": svc.mqtt_port, "username": None,
+                     "client_id": "restore-down"},
+            "storage": {"kind": "influxdb1", "url": url, "database": "down"},
+            "inventory": "inventory.yaml", "policies": ["cn-moe-2017"],
+            "rules": {"interval": "1s"}}), encoding="utf-8")
+        svc.stop("influxdb")
+        proc = Proc(path, now)
+        try:
+            wait_until(lambda: proc.text().count(b"restore paused at 0/1 schools") >= 2, 60,
+                       "two tries said")
+            assert proc.passes() == 0  # no pass on an empty state
+            svc.start("influxdb")
+            wait_until(lambda: proc.passes() >= 1, 60, "the first pass once restored")
+            assert b"state restored: 1 schools, 1 samples" in proc.text()
+        finally:
+            proc.stop()
+        row = influx_rows(url, "down", "SELECT * FROM compliance WHERE \"rule\" = 'access_10m' "
+                          "AND \"scope\" = 'school'")
+        assert [(r["value"], r["met"], r["time"]) for r in row] == [(95.0, True, now)]
+    finally:
+        svc.stop()
