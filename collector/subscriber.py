@@ -101,15 +101,19 @@ class Collector:
         if reason.is_failure:
             log.error("broker refused the collector: %s", reason)
             return
-        from paho.mqtt.subscribeoptions import SubscribeOptions
-
         log.info("collector connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
         self._generation += 1
+        # qos=1, not SubscribeOptions: paho ignores options under MQTT 3.1.1 (QoS 0).
         if self.status_observers:
             # Not shared: the collector running rules and alerts must see every agent's status.
-            client.subscribe(f"{self.topics.prefix}/+/+/+/status", options=SubscribeOptions(qos=1))
-        sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
-        _result, mid = client.subscribe(sub, options=SubscribeOptions(qos=1))
+            client.subscribe(f"{self.topics.prefix}/+/+/+/status", qos=1)
+        if self.config.mqtt.protocol == "v311":
+            # MQTT 3.1.1 has no shared subscriptions: one collector per broker session, its
+            # queue kept by the broker while it is away (docs/scaling.md, clustered broker).
+            sub = f"{self.topics.prefix}/+/+/+/data"
+        else:
+            sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
+        _result, mid = client.subscribe(sub, qos=1)
         self._data_sub = (mid, sub)
 
     def _on_subscribe(self, _c: Any, _u: object, mid: int, reasons: Any, _p: object) -> None:

@@ -14,7 +14,7 @@ import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Final, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -154,6 +154,10 @@ class MqttSettings(WithSecrets):
     topic_prefix: str = DEFAULT_PREFIX
     keepalive: Duration = 30.0
     session_expiry: Duration = 7 * 86400.0
+    # v5: Mosquitto, EMQX.  v311: brokers that speak only MQTT 3.1.1 (the NATS server's MQTT
+    # listener, RabbitMQ's MQTT plugin): no session expiry (a session is kept, clean_session
+    # false, when session_expiry is not 0), no shared subscriptions.
+    protocol: Literal["v5", "v311"] = "v5"
 
 
 def format_validation_error(file: str, exc: ValidationError) -> list[str]:

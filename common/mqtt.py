@@ -1,21 +1,39 @@
-"""Building a paho-mqtt 2.x client (MQTT v5) from MqttSettings: TLS, credentials, session."""
+"""A paho-mqtt 2.x client (MQTT v5 or 3.1.1) from MqttSettings: TLS, credentials, session."""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import ssl
 from typing import Any
 
 from common.config import MqttSettings
 
+log = logging.getLogger(__name__)
+
+# CONNACK "Unsupported Protocol Version": 0x84 in MQTT v5, return code 1 in 3.1.1 (paho gives
+# both as ReasonCode 132).
+UNSUPPORTED_PROTOCOL = 132
+PROTOCOL_NAMES = {"v5": "MQTT v5", "v311": "MQTT 3.1.1"}
+
 
 def make_client(settings: MqttSettings, client_id: str) -> Any:
-    """A paho Client configured for MQTT v5 with TLS and credentials as the settings say."""
+    """A paho Client for the protocol, TLS and credentials the settings say.
+
+    With MQTT 3.1.1 the session is chosen here (paho takes clean_session at construction):
+    kept (clean_session false) when ``settings.session_expiry`` is not 0.
+    """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
-    )
+    if settings.protocol == "v311":
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=MQTTProtocolVersion.MQTTv311,
+                             clean_session=not settings.session_expiry)
+    else:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=MQTTProtocolVersion.MQTTv5)
     if settings.username:
         client.username_pw_set(settings.username, settings.secret("password"))
     if settings.tls is not None:
@@ -32,14 +50,53 @@ def make_client(settings: MqttSettings, client_id: str) -> Any:
     return client
 
 
+def protocol_refusal(settings: MqttSettings, reason: Any) -> str | None:
+    """The one line to print when the broker refused the protocol version, else None."""
+    if getattr(reason, "value", None) != UNSUPPORTED_PROTOCOL:
+        return None
+    other = "v311" if settings.protocol == "v5" else "v5"
+    return (f"broker {settings.host}:{settings.port} does not speak "
+            f"{PROTOCOL_NAMES[settings.protocol]} (mqtt.protocol: {settings.protocol}); "
+            f"set mqtt.protocol: {other} if it speaks {PROTOCOL_NAMES[other]}")
+
+
+def _stop_on_protocol_refusal(client: Any, settings: MqttSettings) -> None:
+    """Wrap the client's on_connect: a refused protocol version ends the process, once.
+
+    Reconnecting would be refused the same way for ever, so the error line is logged once,
+    the client stops reconnecting and the process gets SIGTERM (its ordinary, clean stop).
+    """
+    inner = client.on_connect
+
+    def on_connect(c: Any, userdata: object, flags: object, reason: Any, props: object) -> None:
+        line = protocol_refusal(settings, reason)
+        if line is None:
+            if inner is not None:
+                inner(c, userdata, flags, reason, props)
+            return
+        log.error("%s", line)
+        c.on_connect = None
+        c.disconnect()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    client.on_connect = on_connect
+
+
 def connect_async(client: Any, settings: MqttSettings, session_expiry_s: float | None,
                   receive_maximum: int | None = None) -> None:
     """Start connecting (and reconnecting) in paho's network thread.
 
     ``session_expiry_s`` None or 0 means a clean session that ends with the connection;
     otherwise clean_start is false and the broker keeps the session (subscriptions, queued
-    QoS 1 messages) that long after the connection ends.
+    QoS 1 messages) that long after the connection ends.  With MQTT 3.1.1 there is no expiry
+    and no receive maximum: the session was chosen by make_client, and the broker's own
+    setting bounds the messages in flight (NATS: mqtt.max_ack_pending).
     """
+    _stop_on_protocol_refusal(client, settings)
+    if settings.protocol == "v311":
+        client.connect_async(settings.host, settings.port, keepalive=int(settings.keepalive))
+        client.loop_start()
+        return
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
@@ -66,9 +123,10 @@ def disconnect_ending_session(client: Any, session_expiry_s: float | None) -> No
     MQTT v5 lets DISCONNECT carry a Session Expiry Interval; 0 drops the session, its
     subscriptions and its queue at once (it may only be sent when the CONNECT asked for a
     session that outlives the connection: for a clean session it would be a protocol error
-    to send a non-zero value, and 0 is what the broker does anyway).
+    to send a non-zero value, and 0 is what the broker does anyway).  MQTT 3.1.1 has no such
+    property: a kept session (clean_session false) stays with the broker.
     """
-    if not session_expiry_s:
+    if not session_expiry_s or client.protocol != 5:
         client.disconnect()
         return
     from paho.mqtt.packettypes import PacketTypes

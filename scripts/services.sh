@@ -2,9 +2,15 @@
 # Start/stop the real services schoolmon's tests and demo use, as plain processes on free
 # loopback ports with all their data under DIR.
 #
-#   scripts/services.sh start DIR [mosquitto] [influxdb] [victoria-metrics]   (default: all)
+#   scripts/services.sh start DIR [mosquitto] [influxdb] [victoria-metrics] [nats-cluster]
+#                                                      (default: the first three)
 #   scripts/services.sh stop  DIR [name...]                                   (default: all)
 #   scripts/services.sh env   DIR                                             (print DIR/services.env)
+#
+# nats-cluster: three nats-server 2.9 nodes (JetStream cluster "schoolmon", MQTT 3.1.1 listener
+# on each, MQTT streams replicated on all three); env NATS_MQTT_PORTS=p1,p2,p3 and
+# NATS_URLS; `stop DIR nats-1` (or nats-2, nats-3) stops one node, `start DIR nats-1` brings it
+# back on its ports with its JetStream store.
 #
 # INFLUXDB_AUTH=user:password starts InfluxDB with authentication on, that user as its admin.
 #
@@ -13,6 +19,7 @@
 set -euo pipefail
 
 ALL=(mosquitto influxdb victoria-metrics)
+KNOWN=(mosquitto influxdb victoria-metrics nats-cluster nats-1 nats-2 nats-3)
 
 die() { echo "services.sh: $*" >&2; exit 2; }
 
@@ -113,12 +120,71 @@ start_victoria_metrics() {
     wait_for victoria-metrics curl -sf "http://127.0.0.1:$port/health"
 }
 
+start_nats_node() {  # dir, node number (1-3): one member of the 3-node cluster
+    local dir=$1 n=$2 client mqtt route
+    command -v nats-server >/dev/null || die "nats-server is not installed (apt-get install nats-server)"
+    client=$(port_of "$dir" "nats-$n"); mqtt=$(port_of "$dir" "nats-$n-mqtt")
+    local routes=()
+    for k in 1 2 3; do
+        route=$(port_of "$dir" "nats-$k-route")
+        routes+=("nats-route://127.0.0.1:$route")
+    done
+    mkdir -p "$dir/nats-$n"
+    cat >"$dir/nats-$n.conf" <<EOF
+# One node of a loopback 3-node cluster for tests and benches (no TLS, no auth).
+server_name: n$n
+listen: 127.0.0.1:$client
+jetstream {
+  store_dir: "$dir/nats-$n"
+  max_memory_store: 64MB
+  max_file_store: 2GB
+}
+cluster {
+  name: schoolmon
+  listen: 127.0.0.1:$(port_of "$dir" "nats-$n-route")
+  routes: [${routes[0]}, ${routes[1]}, ${routes[2]}]
+}
+mqtt {
+  listen: 127.0.0.1:$mqtt
+  # Sessions, retained messages and QoS 1 queues live in JetStream, on all three nodes.
+  stream_replicas: 3
+  # A QoS 1 message not PUBACKed within this is sent again (the collector acks after the write).
+  ack_wait: "30s"
+  max_ack_pending: 2000
+}
+EOF
+    nats-server -c "$dir/nats-$n.conf" >>"$dir/nats-$n.log" 2>&1 &
+    echo $! >"$dir/nats-$n.pid"
+}
+
+nats_ready() {  # every node answers MQTT and JetStream has a meta leader
+    local dir=$1 n
+    for n in 1 2 3; do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $(cat "$dir/nats-$n-mqtt.port")), 1)" || return 1
+    done
+    grep -qh "JetStream cluster new metadata leader\\|Self is new JetStream cluster metadata leader" "$dir"/nats-*.log
+}
+
+start_nats_cluster() {
+    local dir=$1 n
+    for n in 1 2 3; do is_running "$dir" "nats-$n" || start_nats_node "$dir" "$n"; done
+    wait_for nats-cluster nats_ready "$dir"
+}
+
+start_nats_1() { start_nats_node "$1" 1; }
+start_nats_2() { start_nats_node "$1" 2; }
+start_nats_3() { start_nats_node "$1" 3; }
+
 write_env() {
     local dir=$1
     {
         [ -s "$dir/mosquitto.port" ] && echo "MQTT_HOST=127.0.0.1" && echo "MQTT_PORT=$(cat "$dir/mosquitto.port")"
         [ -s "$dir/influxdb.port" ] && echo "INFLUXDB_URL=http://127.0.0.1:$(cat "$dir/influxdb.port")"
         [ -s "$dir/victoria-metrics.port" ] && echo "VICTORIA_URL=http://127.0.0.1:$(cat "$dir/victoria-metrics.port")"
+        if [ -s "$dir/nats-1-mqtt.port" ]; then
+            echo "NATS_MQTT_PORTS=$(cat "$dir/nats-1-mqtt.port"),$(cat "$dir/nats-2-mqtt.port"),$(cat "$dir/nats-3-mqtt.port")"
+            echo "NATS_URLS=nats://127.0.0.1:$(cat "$dir/nats-1.port"),nats://127.0.0.1:$(cat "$dir/nats-2.port"),nats://127.0.0.1:$(cat "$dir/nats-3.port")"
+        fi
         true
     } >"$dir/services.env"
 }
@@ -138,16 +204,17 @@ stop_one() {
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop|env DIR [service...]"
 shift 2
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+names=("$@"); explicit=yes; [ ${#names[@]} -gt 0 ] || { names=("${ALL[@]}"); explicit=no; }
 for n in "${names[@]}"; do
-    case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown service $n (known: ${ALL[*]})" ;; esac
+    case " ${KNOWN[*]} " in *" $n "*) ;; *) die "unknown service $n (known: ${KNOWN[*]})" ;; esac
 done
 
 case "$cmd" in
     start)
         mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
         for n in "${names[@]}"; do
-            is_running "$dir" "$n" || "start_${n//-/_}" "$dir"
+            if [ "$n" = nats-cluster ]; then start_nats_cluster "$dir"
+            else is_running "$dir" "$n" || "start_${n//-/_}" "$dir"; fi
         done
         write_env "$dir"
         cat "$dir/services.env"
@@ -155,7 +222,14 @@ case "$cmd" in
     stop)
         [ -d "$dir" ] || exit 0
         dir=$(cd "$dir" && pwd)
-        for n in "${names[@]}"; do stop_one "$dir" "$n"; done
+        [ "$explicit" = yes ] || names+=(nats-cluster)
+        for n in "${names[@]}"; do
+            if [ "$n" = nats-cluster ]; then
+                for k in 1 2 3; do stop_one "$dir" "nats-$k"; done
+            else
+                stop_one "$dir" "$n"
+            fi
+        done
         ;;
     env)
         cat "$dir/services.env"

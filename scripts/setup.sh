@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb victoria-metrics curl iproute2 sqlite3 iperf3 iptables
               snmpd snmp snmpsim openssh-server openssh-client openssl iw util-linux passwd systemd
-              chromium fonts-wqy-zenhei faketime)
+              chromium fonts-wqy-zenhei faketime nats-server)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -21,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     # The packages' own services are not wanted: tests and demo start their own on free ports.
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    for svc in mosquitto influxdb victoria-metrics; do
+    for svc in mosquitto influxdb victoria-metrics nats-server; do
         $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
     done
 fi
