@@ -115,7 +115,7 @@ def read_spool(agent: ClockAgent) -> int:
 def stored(url: str, db: str, agent: ClockAgent) -> list[int]:
     """Timestamps of the agent's stored host points."""
     rows = influx_rows(url, db, f"SELECT cpu_pct FROM host WHERE agent = '{agent.name}'")
-    return sorted(int(r["time"]) for r in rows)  # type: ignore[call-overload]
+    return sorted(number(r["time"]) for r in rows)
 
 
 def clock_points(url: str, db: str, agent: ClockAgent) -> list[dict[str, object]]:
@@ -131,14 +131,24 @@ def applied(url: str, db: str, agent: ClockAgent) -> int | None:
         return None
     # Samples from before the correction are not the backlog's: a fast clock's were refused
     # as dated in the future (collector/validate.py) and may still sit in its spool.
-    agent.corrected_from_ms = int(points[0]["time"])  # type: ignore[call-overload]
-    return int(points[-1]["applied_ms"])  # type: ignore[call-overload]
+    agent.corrected_from_ms = number(points[0]["time"])
+    return number(points[-1]["applied_ms"])
 
 
-def backlog(agents: list[ClockAgent], batches: int) -> None:
-    """Wait until every agent holds ``batches`` batches, recording their timestamps."""
-    wait_until(lambda: all(read_spool(a) >= batches for a in agents), 30,
-               f"{batches} batches in every spool")
+def number(value: object) -> int:
+    """An InfluxDB number (epoch ms or a float field) as an int."""
+    assert isinstance(value, int | float), value
+    return int(value)
+
+
+def backlog(agents: list[ClockAgent], samples: int) -> None:
+    """Wait until every spool has held ``samples`` host samples, recording their timestamps."""
+
+    def enough(agent: ClockAgent) -> bool:
+        read_spool(agent)
+        return len(agent.backlog()) >= samples
+
+    wait_until(lambda: all([enough(a) for a in agents]), 30, f"{samples} samples in every spool")
 
 
 def delivered(url: str, db: str, agents: list[ClockAgent], corrections: dict[str, int]) -> bool:
@@ -202,13 +212,13 @@ def test_wrong_clocks_are_corrected_right_clock_untouched_backlogs_keep_their_ti
         missing = sorted(ts for ts in own[agent.name] if ts + correction not in points)
         assert not missing, f"{agent.name}: backlog not at its own ts + {correction}"
         # Every point after the first correction lies within the test's true time (a minute
-        # either way); before it, only the few the 5 s confirmation let through at own time.
+        # either way); before it, only those the confirmation let through at their own time.
         late = [ts for ts in points if not start_ms - MINUTE_MS <= ts <= end_ms + MINUTE_MS]
         if agent is right:
             assert late == [] and clock_points(url, influx_db, agent) == []
         else:
-            assert all(abs(ts - agent.skew_ms - start_ms) < MINUTE_MS for ts in late)
-            assert len(late) <= 8, (agent.name, len(late))
+            # Taken between the start and the correction (5 s of confirmation, more under load).
+            assert all(start_ms <= ts - agent.skew_ms <= agent.corrected_from_ms for ts in late)
         print(f"{agent.name}: skew {agent.skew_ms / 1000:+.0f} s, correction "
               f"{correction / 1000:+.3f} s, error {(correction + agent.skew_ms)} ms, "
               f"{len(points)} points, {len(late)} before the correction; backlog "
