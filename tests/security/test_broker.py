@@ -33,7 +33,8 @@ REFUSED = 0x80  # SUBACK reason codes from here on are failures
 
 
 def test_agent_subscribes_to_its_own_ack_and_nothing_else(broker: Broker) -> None:
-    """Own ack granted; the collectors' share group, a wildcard, another ack: refused."""
+    """Own ack granted; the collectors' share group, a wildcard, another ack: refused; acks
+    and other schools' topics cannot be published to."""
     a = connect(broker, A.agent, A.agent)
     try:
         assert a.connack == "ok"
@@ -41,6 +42,9 @@ def test_agent_subscribes_to_its_own_ack_and_nothing_else(broker: Broker) -> Non
         for topic in (f"$share/collectors/{PREFIX}/+/+/+/data", f"$share/x/{TOPICS.ack(A)}",
                       f"{PREFIX}/#", "#", TOPICS.ack(B), TOPICS.data(B), f"{PREFIX}/+/+/+/ack"):
             assert a.subscribe(topic)[0] >= REFUSED, topic
+        # Nor may it forge acks (another agent would drop unstored batches) or publish as B.
+        for topic in (TOPICS.ack(B), TOPICS.ack(A), TOPICS.data(B), TOPICS.status(B)):
+            assert a.publish(topic, b'{"v":1,"acked":[[1,999999]]}') == "Not authorized", topic
     finally:
         a.close()
 
