@@ -29,8 +29,8 @@ from common.wire import AgentIdentity, Sample
 log = logging.getLogger(__name__)
 
 WritePoints = Callable[[list[str]], bool]
-# Live samples held while a restore runs: a minute of a province's traffic.
-_MAX_HELD_SAMPLES = 4_000_000
+# Live samples held while a restore runs (~0.5 KB each); beyond, they are read back from storage.
+_MAX_HELD_SAMPLES = 1_000_000
 
 
 def wall_clock_ms() -> int:
@@ -83,7 +83,8 @@ class RulesEngine:
         self.ready.set()
         self._held: list[tuple[AgentIdentity, list[Sample] | tuple[str, int], int]] = []
         self._held_samples = 0
-        self.held_dropped = 0
+        self.max_held = _MAX_HELD_SAMPLES
+        self._overflowed = False
 
     # --- observers (collector writer thread / paho thread) ---------------------------------
 
@@ -124,8 +125,13 @@ class RulesEngine:
     def _hold(self, who: AgentIdentity, item: list[Sample] | tuple[str, int],
               received: int) -> None:
         if isinstance(item, list):
-            if self._held_samples + len(item) > _MAX_HELD_SAMPLES:
-                self.held_dropped += len(item)  # bounded memory beats a complete gap replay
+            if self._overflowed:
+                return
+            if self._held_samples + len(item) > self.max_held:
+                # Observers run after storage: what is let go here is read back (take_overflow).
+                self._overflowed = True
+                self._held = [h for h in self._held if not isinstance(h[1], list)]
+                self._held_samples = 0
                 return
             self._held_samples += len(item)
         self._held.append((who, item, received))
@@ -161,13 +167,19 @@ class RulesEngine:
                 if agent.status_ms is None or ts_ms >= agent.status_ms:
                     agent.status, agent.status_ms = status, ts_ms
 
-    def finish_restore(self) -> int:
+    def finish_restore(self) -> int | None:
         """Take in what was held, in arrival order; returns the held samples taken in.
+
+        None: more arrived than the hold keeps; read back what arrived since the restore's
+        end from storage, then call again.
 
         A held status that repeats the restored one is the broker's retained copy, re-sent on
         subscribe: news to this process, not to the state, so it keeps the stored time.
         """
         with self._lock:
+            if self._overflowed:
+                self._overflowed = False
+                return None
             held, self._held, self._held_samples = self._held, [], 0
             taken = 0
             for who, item, received in held:
@@ -183,10 +195,6 @@ class RulesEngine:
                     agent.status, agent.status_ms = item
             self.observed_samples += taken
             self.ready.set()
-        if self.held_dropped:
-            log.warning("rules: %d samples that arrived during the restore were not kept "
-                        "(more than %d held); their windows fill again", self.held_dropped,
-                        _MAX_HELD_SAMPLES)
         return taken
 
     def _school(self, who: AgentIdentity) -> SchoolState | None:

@@ -167,30 +167,47 @@ def restore_on_start(engine: RulesEngine, source: StoredSamples, stop: threading
     """Rebuild the engine's state for the longest window, retrying while storage is down.
 
     The engine holds live input meanwhile (``hold_for_restore`` was called before ingest
-    started); returns None when stopped first.
+    started); if more arrives than it holds, what arrived is read back from storage (it was
+    stored before it was observed) until the hold suffices. Returns None when stopped first.
     """
     restorer = Restorer(engine, source)
     until = engine.clock()
-    since = restorer.window_start(until)
-    stats = RestoreStats()
+    since = restorer.window_start(until) - 1  # the oldest bucket whole
     total = len(engine.school_ids())
     log.info("rules: restoring the state of %d schools from storage (samples since %s)",
              total, time.strftime("%Y-%m-%d %H:%M", time.gmtime(since / 1000)))
+    stats = _replay_retrying(restorer, since, until, stop, retry_every=retry_every,
+                             total=total)
+    while stats is not None and (held := engine.finish_restore()) is None:
+        since, until = until, engine.clock()
+        log.info("rules: more samples arrived than the restore holds; reading them back")
+        more = _replay_retrying(restorer, since, until, stop, retry_every=retry_every,
+                                total=total)
+        if more is None:
+            return None
+        stats.samples += more.samples
+        stats.queries += more.queries
+        stats.seconds += more.seconds
+    if stats is None:
+        return None
+    log.info("rules: state restored: %d schools, %d samples in %.1f s (%d queries); %d samples "
+             "that arrived meanwhile taken in", stats.schools, stats.samples, stats.seconds,
+             stats.queries, held)
+    return stats
+
+
+def _replay_retrying(restorer: Restorer, since: int, until: int, stop: threading.Event, *,
+                     retry_every: float, total: int) -> RestoreStats | None:
+    stats = RestoreStats()
     while True:
         try:
-            restorer.replay(since - 1, until, stats=stats)  # the oldest bucket whole
-            break
+            return restorer.replay(since, until, stats=stats)
         except Exception as exc:  # storage down or refusing: say so, keep ingesting, retry
             log.warning("rules: restore paused at %d/%d schools: %s; retrying in %.0f s "
                         "(ingest continues; no compliance pass until restored)",
                         stats.schools, total, exc, retry_every)
             if stop.wait(retry_every):
                 return None
-    held = engine.finish_restore()
-    log.info("rules: state restored: %d schools, %d samples in %.1f s (%d queries); %d samples "
-             "that arrived meanwhile taken in", stats.schools, stats.samples, stats.seconds,
-             stats.queries, held)
-    return stats
 
 
 def start_restore(engine: RulesEngine, source: StoredSamples,

@@ -103,3 +103,24 @@ def test_storage_down_at_start_is_retried_and_said(caplog: pytest.LogCaptureFixt
     paused = next(r.message for r in caplog.records if "restore paused" in r.message)
     assert "0/1 schools" in paused and "unreachable" in paused and "ingest continues" in paused
     assert not eng.ready.is_set()
+
+
+def test_more_live_samples_than_the_hold_keeps_are_read_back() -> None:
+    """Past max_held the hold lets samples go (they are in storage) and says so once."""
+    eng, _ = engine(inventory(school("s1")), *RULES, now_ms=NOW)
+    eng.max_held = 100
+    eng.hold_for_restore()
+    samples = week("s1")
+    eng.observe_status(gw("s1"), "online", NOW)
+    eng.observe(gw("s1"), samples[:60])
+    eng.observe(gw("s1"), samples[60:120])  # over 100: everything held so far let go
+    assert eng.finish_restore() is None  # read back from storage, then again
+    assert not eng.ready.is_set()
+    eng.replay([(gw("s1"), s) for s in samples[:120]])  # what the restore reads back
+    eng.observe(gw("s1"), samples[120:150])
+    assert eng.finish_restore() == 30
+    live, _ = engine(inventory(school("s1")), *RULES, now_ms=NOW)
+    live.observe_status(gw("s1"), "online", NOW)
+    live.observe(gw("s1"), samples[:150])
+    assert values(eng) == values(live)
+    assert eng.statuses(NOW)[0].agents[0].status == "online"  # statuses are always held
