@@ -171,6 +171,7 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
         # The storage alert reads the writer's health, never InfluxDB: it is mailed while
         # InfluxDB refuses writes.
         alert_engine.tracker.watch_storage(collector.storage.health)
+        alert_engine.tracker.watch_clocks(collector.clocks.snapshot)
     feed = DashboardFeed(collector.write_points, inventory)
     # Observers are added before start(): a status observer makes the collector subscribe
     # to every agent's status topic.
