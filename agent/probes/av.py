@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from agent.probes.av_checks import DEFAULT_CHECKERS, Checker, CheckError, Fields
-from agent.probes.base import ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import TAG_PATTERN, ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.icmp import IcmpPermissionError
 from common.config import Duration, WithSecrets
 from common.vocab import DeviceType
@@ -25,7 +25,6 @@ from common.wire import Sample
 log = logging.getLogger(__name__)
 
 # A tag value: non-empty, printable, no backslash (InfluxDB tags), as common/wire.py checks.
-TAG_PATTERN = r"^[^\\\x00-\x1f\x7f]{1,128}$"
 DEFAULT_PORTS = {"pjlink": 4352, "snmp": 161}
 # A checker past device_timeout by this much is given up on (its thread finishes on its own).
 GRACE_S = 2.0

@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agent.probes.base import ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import TAG_PATTERN, ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.pjlink_protocol import (
     PJLINK_PORT,
     PjlinkAuthError,
@@ -30,7 +30,6 @@ from common.wire import FieldValue, Sample
 log = logging.getLogger(__name__)
 
 # A tag value: non-empty, printable, no backslash (InfluxDB tags), as common/wire.py checks.
-TAG_PATTERN = r"^[^\\\x00-\x1f\x7f]{1,128}$"
 
 Query = Callable[[str, int, str | None, float], ProjectorStatus]
 

@@ -18,7 +18,13 @@ from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.probes.base import Monotonic, ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import (
+    TAG_PATTERN,
+    Monotonic,
+    ProbeSettingsBase,
+    WallClockMs,
+    wall_clock_ms,
+)
 from agent.probes.snmp_parsers import SnmpError, VarBind, as_int
 from agent.probes.snmp_parsers.aptables import (
     AP_TABLES,
@@ -38,7 +44,7 @@ log = logging.getLogger(__name__)
 AuthProtocol = Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"]
 PrivProtocol = Literal["des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c"]
 # A tag value on the wire: short, no control characters, no backslash (common/wire.py).
-TagStr = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\\\x00-\x1f\x7f]+$")]
+TagStr = Annotated[str, Field(min_length=1, max_length=128, pattern=TAG_PATTERN)]
 
 
 class SnmpTargetSettings(WithSecrets):

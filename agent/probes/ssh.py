@@ -11,7 +11,6 @@ reports its own rate it is used; otherwise (Linux) rates come from counter delta
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,14 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agent.probes.base import Monotonic, ProbeError, ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import (
+    TAG_FORBIDDEN_RE,
+    Monotonic,
+    ProbeError,
+    ProbeSettingsBase,
+    WallClockMs,
+    wall_clock_ms,
+)
 from agent.probes.ssh_parsers import VENDORS, IfStatus, ParseError
 from agent.probes.ssh_parsers.model import merge
 from agent.probes.ssh_session import SshError, SshSession, Timeouts, redact
@@ -31,8 +37,6 @@ from common.wire import FieldValue, Sample
 
 log = logging.getLogger(__name__)
 
-# Tag values may not hold control characters or backslashes (common/wire.py).
-_BAD_TAG_CHARS = re.compile(r"[\\\x00-\x1f\x7f]")
 
 # All answers of one device in one poll: a device cannot make the agent hold more than this.
 MAX_POLL_CHARS = 16 * 2**20
@@ -266,7 +270,7 @@ class SshProbe:
             present = {k: v for k, v in values.items() if v is not None}
             if present:
                 samples.append(Sample("netdev_if", ts_ms, {
-                    "device": t.name, "ifname": _BAD_TAG_CHARS.sub("_", item.name)[:128],
+                    "device": t.name, "ifname": TAG_FORBIDDEN_RE.sub("_", item.name)[:128],
                     "source": "ssh"}, present))
         if poll.answered:  # an interface that is gone starts again without a rate
             for key in [k for k in self._last if k[0] == t.name and k[1] not in seen]:

@@ -21,7 +21,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.probes.base import ProbeError, ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import (
+    TAG_FORBIDDEN_RE,
+    TAG_PATTERN,
+    ProbeError,
+    ProbeSettingsBase,
+    WallClockMs,
+    wall_clock_ms,
+)
 from agent.probes.wifi_parsers import (
     beacons,
     iw_dev,
@@ -40,7 +47,6 @@ log = logging.getLogger(__name__)
 Method = Literal["auto", "iw", "nmcli", "netsh", "sniff"]
 Runner = Callable[[Sequence[str]], bytes]
 Sniffer = Callable[[str, float], Iterable[Any]]
-TAG_PATTERN = r"^[^\\\x00-\x1f\x7f]{1,128}$"
 
 
 class CommandError(Exception):
@@ -64,8 +70,7 @@ class WifiSettings(ProbeSettingsBase):
     def _ssids(cls, value: list[str]) -> list[str]:
         for ssid in value:
             # An SSID is at most 32 bytes; backslashes and control characters cannot be tags.
-            if not 0 < len(ssid.encode("utf-8")) <= 32 or any(
-                    c == "\\" or ord(c) < 32 or ord(c) == 127 for c in ssid):
+            if not 0 < len(ssid.encode("utf-8")) <= 32 or TAG_FORBIDDEN_RE.search(ssid):
                 raise ValueError(f"{ssid!r}: an SSID is 1-32 bytes, no backslash or control")
         return value
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from agent.probes.base import TAG_FORBIDDEN_RE
+
 # What the transport turns SNMP values into: INTEGER, Counter32/64, Gauge32, TimeTicks -> int;
 # OCTET STRING (and IpAddress) -> bytes; OBJECT IDENTIFIER -> dotted str; noSuchObject,
 # noSuchInstance, endOfMibView and NULL -> None.
@@ -52,6 +54,6 @@ def as_text(value: Value) -> str | None:
             continue
     else:
         text = raw.decode("utf-8", "replace")
-    # Tag values may not hold control characters or backslashes (common/wire.py).
-    text = "".join(" " if ord(c) < 32 or c in "\x7f\\" else c for c in text).strip()
+    # Tag values may not hold what the wire refuses (agent/probes/base.py: TAG_FORBIDDEN).
+    text = TAG_FORBIDDEN_RE.sub(" ", text).strip()
     return text[:128] or None

@@ -96,23 +96,32 @@ def parse_ap_table(table: ApTable, walks: Mapping[str, Sequence[VarBind]]) -> li
     for index in indexes:
         name = as_text(names.get(index)) or f"index-{index}"[:128]
         state = as_int(states.get(index))
-        count = counts.get(index, 0) if table.clients_oid else None
+        count = _plausible(counts.get(index, 0)) if table.clients_oid else None
         ap = ApState(name, state in table.online_values, count)
         if name in aps:
             old = aps[name]
             ap = ApState(name, old.online or ap.online,
                          None if ap.clients is None or old.clients is None
-                         else old.clients + ap.clients)
+                         else _plausible(old.clients + ap.clients))
         aps[name] = ap
     return [aps[name] for name in sorted(aps)]
+
+
+# No AP serves more stations than this (802.11 allows 2,007 associations per radio); a larger
+# count is a broken or hostile controller: no count rather than a wrong one.
+MAX_CLIENTS = 10_000
+
+
+def _plausible(count: int | None) -> int | None:
+    return count if count is not None and 0 <= count <= MAX_CLIENTS else None
 
 
 def _clients_per_ap(indexes: set[str], clients: Mapping[str, object]) -> dict[str, int]:
     # Each client row belongs to the AP whose index is its longest matching prefix.
     totals: dict[str, int] = {}
     for row, value in clients.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_CLIENTS:
+            continue  # not a count: the row is skipped, the AP's other radios still count
         parts = row.split(".")
         for k in range(len(parts), 0, -1):
             owner = ".".join(parts[:k])
