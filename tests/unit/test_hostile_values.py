@@ -1,0 +1,53 @@
+"""A bad value costs one value (agent/probes/values.py): the wire's rules applied per field,
+counted per cause and logged once, never the batch of every device."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+
+from agent.probes.values import ValueGuard
+from common.wire import Sample, check_samples
+
+TS = 1_800_000_000_000
+
+
+def netdev_if(device: str, **fields: int | float | bool | str) -> Sample:
+    """One interface sample of ``device``."""
+    return Sample("netdev_if", TS, {"device": device, "ifname": "GE0/0/1", "source": "snmp"},
+                  dict(fields))
+
+
+def test_bad_values_are_dropped_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    """Counter64 2**64-1, a negative speed and NaN are dropped from their samples; the good
+    fields and the other device's sample arrive; causes are counted and logged once each."""
+    guard = ValueGuard("snmp")
+    samples = [
+        netdev_if("evil", up=True, in_errors=2**64 - 1, speed_mbps=-5.0, out_errors=3),
+        netdev_if("evil", up=True, in_bps=math.nan),
+        netdev_if("evil", in_errors=2**64 - 1),  # nothing left: dropped
+        netdev_if("good", up=True, in_errors=0, speed_mbps=1000.0),
+    ]
+    with caplog.at_level(logging.WARNING):
+        clean = guard.clean(samples)
+        guard.clean(samples)  # the same causes again: counted, not logged again
+    check_samples(clean)
+    assert [s.fields for s in clean] == [{"up": True, "out_errors": 3}, {"up": True},
+                                         {"up": True, "in_errors": 0, "speed_mbps": 1000.0}]
+    assert clean[-1] is samples[-1]  # a good sample passes untouched
+    causes = dict(guard.dropped)
+    assert causes["netdev_if.in_errors: bad_value: integer out of int64 range"] == 4
+    assert sum(causes.values()) == 8 and len(causes) == 3
+    assert len([r for r in caplog.records if "dropped" in r.message]) == 3
+    assert "device=evil" in caplog.text
+
+
+def test_a_sample_whose_tags_the_wire_refuses_costs_that_sample() -> None:
+    """A tag the wire refuses (a C1 control character) drops its sample only."""
+    guard = ValueGuard("ssh")
+    bad = Sample("netdev", TS, {"device": "sw\x85", "source": "ssh"}, {"up": True})
+    good = Sample("netdev", TS, {"device": "sw", "source": "ssh"}, {"up": True})
+    assert guard.clean([bad, good]) == [good]
+    assert sum(guard.dropped.values()) == 1
