@@ -15,6 +15,7 @@ from agent.probes.reach import ReachSettings
 from agent.probes.snmp import SnmpSettings
 from agent.probes.speedtest import SpeedtestSettings
 from agent.probes.ssh import SshSettings
+from agent.probes.values import GuardedProbe
 from agent.probes.wifi import WifiSettings
 
 # Every probe type the YAML ``type:`` can select.  Importing these modules loads no heavy
@@ -25,8 +26,9 @@ ProbeSettings = Annotated[AnyProbeSettings, Field(discriminator="type")]
 
 
 def build_probe(settings: AnyProbeSettings) -> Probe:
-    """A probe wired to its production data sources."""
-    return settings.build()
+    """A probe wired to its production data sources, a bad value costing that value only (a
+    value the wire refuses would otherwise make the collector refuse the whole batch)."""
+    return GuardedProbe(settings.build(), settings.instance_name(settings.type))
 
 
 __all__ = ["Probe", "ProbeSettings", "build_probe"]

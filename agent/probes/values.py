@@ -16,9 +16,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from common.wire import FieldValue, Sample, WireError, check_samples
+
+if TYPE_CHECKING:
+    from agent.probes.base import Probe
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +82,25 @@ class ValueGuard:
             where = ", ".join(f"{k}={v}" for k, v in sorted(sample.tags.items()))
             log.warning("probe %s: dropped %s (%s; value %r); further drops of this cause are "
                         "only counted", self.probe, cause, where, value)
+
+
+class GuardedProbe:
+    """Any probe with a ValueGuard on what it returns (``collect`` and ``collect_now``): the
+    last line of defence for probes that do not guard their values themselves."""
+
+    def __init__(self, probe: Probe, name: str) -> None:
+        self.probe = probe
+        self.guard = ValueGuard(name)
+        if hasattr(probe, "collect_now"):  # the scheduler looks for it with getattr
+            self.collect_now = self._collect_now
+
+    def collect(self) -> list[Sample]:
+        """The probe's samples, bad values dropped."""
+        return self.guard.clean(self.probe.collect())
+
+    def _collect_now(self) -> list[Sample]:
+        now: Callable[[], list[Sample]] = getattr(self.probe, "collect_now")  # noqa: B009
+        return self.guard.clean(now())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.probe, name)  # the probe's own attributes (state, guard, ...)

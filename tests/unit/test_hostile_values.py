@@ -8,7 +8,9 @@ import math
 
 import pytest
 
-from agent.probes.values import ValueGuard
+from agent.probes import build_probe
+from agent.probes.host import HostSettings
+from agent.probes.values import GuardedProbe, ValueGuard
 from common.wire import Sample, check_samples
 
 TS = 1_800_000_000_000
@@ -51,3 +53,39 @@ def test_a_sample_whose_tags_the_wire_refuses_costs_that_sample() -> None:
     good = Sample("netdev", TS, {"device": "sw", "source": "ssh"}, {"up": True})
     assert guard.clean([bad, good]) == [good]
     assert sum(guard.dropped.values()) == 1
+
+
+class Planned:
+    """A probe with a plan of its own (like the speed test) returning one absurd value."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def collect(self) -> list[Sample]:
+        """A reach sample with a negative round trip."""
+        self.runs += 1
+        return [Sample("reach", TS, {"target": "gw"}, {"up": True, "rtt_ms": -3.0})]
+
+    def collect_now(self) -> list[Sample]:
+        """The same, at once."""
+        return self.collect()
+
+
+class Plain:
+    """A probe without collect_now."""
+
+    def collect(self) -> list[Sample]:
+        """Nothing."""
+        return []
+
+
+def test_every_built_probe_is_guarded() -> None:
+    """build_probe wraps every probe: collect and collect_now lose the bad value, the probe's
+    own attributes stay reachable, and a probe without collect_now still has none."""
+    guarded = GuardedProbe(Planned(), "reach")
+    assert [s.fields for s in guarded.collect()] == [{"up": True}]
+    assert [s.fields for s in guarded.collect_now()] == [{"up": True}]
+    assert guarded.runs == 2
+    assert not hasattr(GuardedProbe(Plain(), "plain"), "collect_now")
+    built = build_probe(HostSettings.model_validate({"type": "host"}))
+    assert isinstance(built, GuardedProbe) and built.guard.probe == "host"
