@@ -19,22 +19,30 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from collector.rules.engine import RulesEngine
+from collector.rules.state import READ_FIELDS
 from common.kinds import KINDS
 from common.wire import AgentIdentity, Sample
 
 log = logging.getLogger(__name__)
 
 _IDENTITY = ("agent", "district", "school")
+
+
+def _fields(*kinds: str) -> str:
+    names = dict.fromkeys(f for k in kinds for f in READ_FIELDS[k])
+    return ",".join(f'"{f}"' for f in names) + " FROM " + ",".join(f'"{k}"' for k in kinds)
+
+
 # Every sample of the window: the state counts them (buckets) or keeps a bounded list.
-_WINDOWED = '"online","rssi_dbm","down_mbps","up_mbps" FROM "av","wifi","speedtest"'
+_WINDOWED = _fields("av", "wifi", "speedtest")
 # The newest point per series is all the state keeps of these; the filters are the state's
 # own (a down or Wi-Fi link carries no classroom rate, a port is down or has a speed).
 _NEWEST = (
-    ('"up" FROM "reach"', ""),
-    ('"link_mbps","up" FROM "iface"', ' AND "up" = true AND "role" != \'wlan\''),
-    ('"speed_mbps","up" FROM "netdev_if"', ' AND ("up" = false OR "speed_mbps" >= 0)'),
+    (_fields("reach"), ""),
+    (_fields("iface"), ' AND "up" = true AND "role" != \'wlan\''),
+    (_fields("netdev_if"), ' AND ("up" = false OR "speed_mbps" >= 0)'),
 )
-_REPLAYED = frozenset({"av", "wifi", "speedtest", "reach", "iface", "netdev_if"})
+_REPLAYED = frozenset(READ_FIELDS)
 _STATUS_MEASUREMENT = "agent_status"  # collector/measurements.py AGENT_STATUS
 
 

@@ -20,6 +20,16 @@ from common.wire import Sample
 _MAX_BACKBONE_PORTS = 4096
 _MAX_ROOMS = 2000
 _MAX_TARGETS = 256
+# The fields each kind's handler below reads. restore.py selects exactly these from storage, so
+# a field read here is a field restored (tests/unit/test_rules_restore.py holds them together).
+READ_FIELDS: dict[str, tuple[str, ...]] = {
+    "av": ("online",),
+    "wifi": ("rssi_dbm",),
+    "speedtest": ("down_mbps", "up_mbps", "bytes", "duration_s"),
+    "reach": ("up",),
+    "iface": ("link_mbps", "up"),
+    "netdev_if": ("speed_mbps", "up"),
+}
 # Evidence a speed test needs to count (issue 18): a result over fewer bytes or less time is no
 # measurement of the link (a server that broke off, a budget nearly spent).  Absent fields (older
 # agents) are not held against a result.

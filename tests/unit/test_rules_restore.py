@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import ClassVar
 
 import pytest
 
 from collector.config import Influx1Storage
 from collector.reports.query import InfluxReader
 from collector.rules.restore import restore_on_start
+from collector.rules.state import READ_FIELDS
 from common.wire import AgentIdentity, Sample
 from tests.conftest import wait_until
 from tests.rules_fixtures import MINUTE, at, av, engine, every, gw, inventory, school, wifi
@@ -124,3 +126,47 @@ def test_more_live_samples_than_the_hold_keeps_are_read_back() -> None:
     live.observe(gw("s1"), samples[:150])
     assert values(eng) == values(live)
     assert eng.statuses(NOW)[0].agents[0].status == "online"  # statuses are always held
+
+
+class Reading(Sample):
+    """A sample that notes which fields the state reads through the typed view."""
+
+    read: ClassVar[set[tuple[str, str]]] = set()
+
+    def number(self, name: str) -> float | None:
+        """Noted, then the wire's answer."""
+        Reading.read.add((self.kind, name))
+        return super().number(name)
+
+    def flag(self, name: str) -> bool | None:
+        """Noted, then the wire's answer."""
+        Reading.read.add((self.kind, name))
+        return super().flag(name)
+
+    def text(self, name: str) -> str | None:
+        """Noted, then the wire's answer."""
+        Reading.read.add((self.kind, name))
+        return super().text(name)
+
+
+def test_the_restore_selects_every_field_the_state_reads() -> None:
+    """A handler reading a field restore.py does not select would restore a different state."""
+    agents = [{"id": "s1-gw", "school": "s1"},
+              {"id": "s1-pc1", "school": "s1", "role": "classroom_pc", "classroom": "r1"}]
+    eng, _ = engine(inventory(school("s1"), agents=agents), *RULES, now_ms=NOW)
+    full = {"av": {"online": True, "power": "on", "lamp_hours": 10.0},
+            "wifi": {"rssi_dbm": -60.0, "channel": 6.0, "connected": True},
+            "speedtest": {"down_mbps": 90.0, "up_mbps": 40.0, "bytes": 5e6, "duration_s": 9.0,
+                          "rtt_ms": 3.0, "jitter_ms": 1.0},
+            "reach": {"up": True, "rtt_ms": 2.0, "loss_pct": 0.0},
+            "iface": {"up": True, "link_mbps": 1000.0, "rx_bps": 1.0},
+            "netdev_if": {"up": True, "speed_mbps": 1000.0, "in_bps": 1.0}}
+    tags = {"av": {"device": "s1-p1", "classroom": "r1"}, "wifi": {"classroom": "r1"},
+            "reach": {"target": "internet", "target_role": "internet"},
+            "netdev_if": {"device": "core", "ifname": "xe0"}}
+    pc = AgentIdentity("d1", "s1", "s1-pc1")
+    for kind, fields in full.items():
+        eng.observe(pc, [Reading(kind, at(0, 9), tags.get(kind, {}), dict(fields))])
+    assert {k for k, _f in Reading.read} == set(READ_FIELDS)
+    assert {(k, f) for k, f in Reading.read} <= {(k, f) for k, fs in READ_FIELDS.items()
+                                                 for f in fs}
