@@ -8,8 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.probes.ssh import MAX_POLL_CHARS, SshProbe, SshSettings, SshTarget
 from agent.probes.ssh_session import SshError, Timeouts
+from agent.scheduler import ProbeScheduler, ScheduledProbe
+from agent.spool import Spool
 from common.wire import check_samples
 from tests.conftest import wait_until
 
@@ -142,3 +146,34 @@ def test_a_never_ending_answer_ends_at_the_probe_timeout() -> None:
     wait_until(lambda: not p._busy, 5, "the poll thread to end")
     p.collect()
     assert len(sessions) == 2  # polled again, not skipped as still running
+
+
+def test_the_scheduler_polls_a_stalling_device_on_time(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Scheduled every 1.5 s with a 1 s timeout, a device that never finishes an answer is
+    polled on every run: no run is skipped as still running, none overruns its timeout."""
+    sessions: list[Trickle] = []
+
+    def connect(target: SshTarget, timeouts: Timeouts) -> Trickle:
+        sessions.append(Trickle())
+        return sessions[-1]
+    settings = SshSettings.model_validate(
+        {"type": "ssh", "timeout": "1s", "interval": "1500ms", "targets": [
+            {"name": "slow", "host": "192.0.2.7", "device_type": "huawei", "username": "u",
+             "password_env": "SSH_PW"}]}, context={"environ": ENV})
+    spool = Spool(tmp_path / "spool.db", 2**20, 3600).open()
+    scheduler = ProbeScheduler([ScheduledProbe("ssh", SshProbe(settings, connect), 1.5,
+                                               settings.run_timeout(), 0.0)], spool)
+    try:
+        scheduler.start()
+
+        def polled_three_times() -> bool:
+            scheduler.tick()
+            return len(sessions) >= 3 and scheduler.probes["ssh"].idle.is_set()
+        wait_until(polled_three_times, 15, "three polls of the stalling device")
+    finally:
+        scheduler.shutdown()
+        spool.close()
+    assert "previous run not finished" not in caplog.text
+    assert scheduler.probe_errors == 0  # no run past its timeout
+    assert all(s.closed.is_set() for s in sessions)
