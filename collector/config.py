@@ -92,6 +92,11 @@ class WriteSettings(Strict):
     # network thread waits briefly, then leaves messages to the agents' resend.  At least
     # the largest payload (256 KiB), so any one message always fits.
     queue_bytes: int = Field(default=64 * 2**20, ge=256 * 1024)
+    # A sample older than this (after clock correction) is refused as ``too_old``: no agent's
+    # spool keeps one that long (spool.max_age, 14 days by default, plus a day in flight), so
+    # it is a forgery or a broken clock rewriting history.  0: no bound (replays of recorded
+    # data with old dates).
+    max_sample_age: DurationOrZero = 15 * 86400.0
 
 
 class ClockSettings(Strict):

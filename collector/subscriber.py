@@ -24,7 +24,7 @@ from collector.config import CollectorConfig
 from collector.inflight import Delivery, Inbound, InflightQueue, Offer, batch_key
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
-from collector.validate import Accepted, RejectCounter, validate
+from collector.validate import Accepted, RejectCounter, TimeWindow, validate
 from common.mqtt import connect_async, disconnect_ending_session, make_client
 from common.wire import AgentIdentity, Sample, Topics, WireError, encode_ack, to_ranges
 
@@ -55,6 +55,8 @@ class Collector:
         self.accepted_messages = 0
         # Agents' clock offsets (collector/clocks.py): only paho's thread corrects.
         self.clocks = ClockBook(config.clocks)
+        max_age = config.write.max_sample_age
+        self._window = TimeWindow(max_age_ms=int(max_age * 1000) if max_age else None)
         self.connected = threading.Event()
         self.queue = InflightQueue(config.write.queue_messages, config.write.queue_bytes)
         # How long paho's thread may wait for room in the queue (back-pressure on the broker)
@@ -137,7 +139,7 @@ class Collector:
             self._on_status(client, msg)
             return
         result = validate(self.topics, msg.topic, msg.payload, self.clocks,
-                          int(time.time() * 1000))
+                          int(time.time() * 1000), window=self._window)
         item = Inbound(result, len(msg.payload), [Delivery(msg.mid, msg.qos, self._generation)],
                        batch_key(result))
         # Blocks paho's thread while the writer is behind: back-pressure on the broker.

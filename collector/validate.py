@@ -103,9 +103,6 @@ def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | Non
                     extra)
 
 
-# Samples older than an agent's spool keeps them are no delivery but a forgery or a broken
-# clock: the agents' spool max_age (14 days by default) plus a day for a batch in flight.
-SPOOL_MAX_AGE_MS: Final = 15 * 86_400_000
 # A few minutes ahead covers what clock correction leaves (transit, drift below RESYNC_MS).
 DEFAULT_MAX_FUTURE_MS: Final = 5 * 60_000
 
@@ -114,9 +111,8 @@ DEFAULT_MAX_FUTURE_MS: Final = 5 * 60_000
 class TimeWindow:
     """How far from the collector's clock a (clock-corrected) sample may be.
 
-    ``max_age_ms`` None: no bound into the past.  It is the default until the collector's
-    configuration carries the agents' spool max_age (SPOOL_MAX_AGE_MS then): recorded
-    replays and tests still deliver samples with fixed dates of past years.
+    ``max_age_ms`` None: no bound into the past (the collector sets it from
+    ``write.max_sample_age``: the agents' spool max_age plus a day, by default).
     """
 
     max_age_ms: int | None = None

@@ -27,6 +27,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.integration.test_faults import (
+    RECENT_MS,
     WHO,
     CountingProbe,
     drain_and_check,
@@ -84,7 +85,7 @@ def test_cluster_node_and_collector_killed_lose_nothing(cluster: Services, servi
     ports = mqtt_ports(cluster)
     path = collector_yaml(tmp_path, ports[1], topic_prefix, url, influx_db)
     collector = start_collector_process(path)
-    probe = CountingProbe(1_763_890_200_000, per_collect=10)
+    probe = CountingProbe(RECENT_MS + 200_000, per_collect=10)
     agent = Agent(agent_cfg(tmp_path, ports[0], topic_prefix),
                   probes=[ScheduledProbe("count", probe, 0.5, 5.0, 0.0)])
     stop, thread = run_agent(agent)

@@ -34,7 +34,8 @@ from tests.conftest import (
 pytestmark = pytest.mark.integration
 
 WHO = AgentIdentity("gz-th", "gz-th-001", "gz-th-001-gw")
-T0 = 1_763_890_000_000
+# Yesterday at 00:00 UTC: inside the collector's window (write.max_sample_age).
+T0 = (int(time.time()) // 86_400 - 1) * 86_400_000
 
 
 class ScriptedProbe:

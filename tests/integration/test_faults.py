@@ -38,6 +38,10 @@ pytestmark = pytest.mark.integration
 WHO = AgentIdentity("f-d", "f-school", "f-gw")
 
 
+# Yesterday at 00:00 UTC: recent enough for the collector's window (write.max_sample_age), and
+# a fixed base for the timestamps each test counts.
+RECENT_MS = (int(time.time()) // 86_400 - 1) * 86_400_000
+
 class CountingProbe:
     """Each collect returns one new sample with a unique timestamp, and remembers it."""
 
@@ -153,7 +157,7 @@ def test_broker_killed_and_restarted_loses_nothing(own_broker: Services, service
     port = own_broker.mqtt_port
     collector = start_collector_process(collector_yaml(tmp_path, port, topic_prefix,
                                                        services.influx_url, influx_db))
-    probe = CountingProbe(1_763_890_000_000, per_collect=5)
+    probe = CountingProbe(RECENT_MS, per_collect=5)
     agent = Agent(agent_cfg(tmp_path, port, topic_prefix),
                   probes=[ScheduledProbe("count", probe, 1.0, 5.0, 0.0)])
     stop, thread = run_agent(agent)
@@ -219,7 +223,7 @@ def test_collector_sigkilled_mid_stream_loses_nothing(own_broker: Services, serv
     port = own_broker.mqtt_port
     path = collector_yaml(tmp_path, port, topic_prefix, services.influx_url, influx_db)
     collector = start_collector_process(path)
-    probe = CountingProbe(1_763_890_100_000, per_collect=20)
+    probe = CountingProbe(RECENT_MS + 100_000, per_collect=20)
     agent = Agent(agent_cfg(tmp_path, port, topic_prefix),
                   probes=[ScheduledProbe("count", probe, 1.0, 5.0, 0.0)])
     stop, thread = run_agent(agent)
@@ -252,11 +256,11 @@ def test_collector_down_for_more_than_1000_messages(own_broker: Services, servic
     spool = Spool(cfg.spool.path, 2**30, 86400.0).open()
     produced = []
     for i in range(1500):
-        ts = 1_763_890_200_000 + i
+        ts = RECENT_MS + 200_000 + i
         produced.append(ts)
         spool.append(encode_samples([Sample("host", ts, {}, {"uptime_s": i})]), 1)
     spool.close()
-    probe = CountingProbe(1_763_890_300_000)
+    probe = CountingProbe(RECENT_MS + 300_000)
     probe.paused.set()
     probe.produced = produced
     agent = Agent(cfg, probes=[ScheduledProbe("count", probe, 3600.0, 5.0, 0.0)])
@@ -284,7 +288,7 @@ def test_two_collectors_share_and_survive_one_killed(own_broker: Services, servi
     second = Collector(cfg2, build_writer(cfg2))
     second.start()
     assert second.connected.wait(10)
-    probe = CountingProbe(1_763_890_400_000, per_collect=10)
+    probe = CountingProbe(RECENT_MS + 400_000, per_collect=10)
     agent = Agent(agent_cfg(tmp_path, port, topic_prefix),
                   probes=[ScheduledProbe("count", probe, 1.0, 5.0, 0.0)])
     stop, thread = run_agent(agent)
@@ -335,7 +339,7 @@ def test_bad_input_storm_keeps_memory_bounded(own_broker: Services, services: Se
                                for _ in range(rng.randrange(1, 300)))])
             last = client.publish(topic, junk, qos=1)
             if i % 100 == 0:
-                ts = 1_763_890_500_000 + i
+                ts = RECENT_MS + 500_000 + i
                 valid_ts.append(ts)
                 info = client.publish(topic, encode_envelope(Envelope(
                     WHO.district, WHO.school, WHO.agent, i, ts,
@@ -372,7 +376,7 @@ def test_disk_full_is_a_clear_error_and_the_agent_recovers(tmp_path: Path,
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
     try:
         cfg = agent_cfg(mount, 1, "x/v1")
-        probe = CountingProbe(1_763_890_600_000, per_collect=50)
+        probe = CountingProbe(RECENT_MS + 600_000, per_collect=50)
         agent = Agent(cfg, probes=[ScheduledProbe("count", probe, 3600.0, 5.0, 0.0)])
         agent.spool.open()
         agent.scheduler.store("count", probe.collect())

@@ -22,6 +22,7 @@ from collector.config import load_collector_config
 from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity, Envelope, Sample, Topics, encode_envelope
 from tests.conftest import Services, influx_rows, schoolmon_cmd, wait_until
+from tests.integration.test_faults import RECENT_MS
 
 pytestmark = pytest.mark.integration
 
@@ -208,13 +209,13 @@ def test_agent_is_confined_to_its_own_topics(secure_broker: SecureBroker, servic
 
         # A, with its own credentials, publishes an envelope claiming to be B on B's topic.
         reason = publish_as(secure_broker, A, Topics(PREFIX).data(B), encode_envelope(
-            Envelope(B.district, B.school, B.agent, 1, 1_763_890_000_000,
-                     [Sample("host", 1_763_890_000_000, {}, {"uptime_s": 1})])))
+            Envelope(B.district, B.school, B.agent, 1, RECENT_MS,
+                     [Sample("host", RECENT_MS, {}, {"uptime_s": 1})])))
         assert reason == "Not authorized"
         # ... and on its own topic with B's identity inside: the collector rejects the mismatch.
         reason = publish_as(secure_broker, A, Topics(PREFIX).data(A), encode_envelope(
-            Envelope(B.district, B.school, B.agent, 2, 1_763_890_000_000,
-                     [Sample("host", 1_763_890_000_000, {}, {"uptime_s": 1})])))
+            Envelope(B.district, B.school, B.agent, 2, RECENT_MS,
+                     [Sample("host", RECENT_MS, {}, {"uptime_s": 1})])))
         assert reason == "Success"
         wait_until(lambda: collector.rejects.counts.get("identity") == 1, 10, "identity reject")
         assert collector.accepted_messages == landed

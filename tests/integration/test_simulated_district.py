@@ -71,7 +71,8 @@ def run_district(services: Services, db: str, prefix: str, tmp: Path,
                  "username": None, "client_id": f"sim-collector-{prefix[:8]}",
                  "session_expiry": "60s"},
         "storage": {"kind": "influxdb1", "url": services.influx_url, "database": db},
-        "write": {"flush_interval": "100ms"},
+        # A fixed calendar week (computed by hand): no bound on sample age.
+        "write": {"flush_interval": "100ms", "max_sample_age": "0s"},
         "inventory": "inventory.yaml", "policies": POLICIES,
     }
     config_path = tmp / "collector.yaml"
