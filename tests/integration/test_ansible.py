@@ -14,6 +14,7 @@ import grp
 import json
 import os
 import pwd
+import socket
 import stat
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Services, influx_rows, schoolmon_cmd
+from tests.conftest import Services, influx_rows, schoolmon_cmd, wait_until
 from tests.integration.release import build_wheel
 
 pytestmark = pytest.mark.integration
@@ -74,9 +75,16 @@ def test_windows_playbook_uses_only_ansible_windows_modules() -> None:
 def _tls(directory: Path) -> None:
     directory.mkdir(parents=True)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=mqtt.test", "-keyout", str(directory / "mqtt.key"),
+                    "-subj", "/CN=mqtt.test", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(directory / "mqtt.key"),
                     "-out", str(directory / "mqtt.crt")], check=True, capture_output=True)
     (directory / "ca.crt").write_bytes((directory / "mqtt.crt").read_bytes())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _extra_vars(root: Path, services: Services, database: str, store: Path) -> dict[str, Any]:
@@ -104,11 +112,16 @@ def _extra_vars(root: Path, services: Services, database: str, store: Path) -> d
         "schoolmon_collector_mqtt_password": "collector-secret-1",
         "schoolmon_collector_smtp_password": "smtp-secret-1",
         "schoolmon_collector_influx_url": services.influx_url,
+        "schoolmon_collector_influx_database": database,
         # site.yml's wiring of the mosquitto role to the collector's own venv and config.
         "mosquitto_schoolmon_bin": "/opt/schoolmon/collector/venv/bin/schoolmon",
         "mosquitto_collector_config": "/etc/schoolmon/collector/collector.yaml",
         "schoolmon_version": VERSION, "schoolmon_artifact_dir": str(store),
+        # Free ports, so the rendered broker can run beside the others on this machine.
+        "mosquitto_local_port": (local := _free_port()), "mosquitto_tls_port": _free_port(),
+        "schoolmon_collector_mqtt_port": local, "schoolmon_agent_mqtt_host": "127.0.0.1",
     }
+    out["schoolmon_agent_mqtt_port"] = out["mosquitto_tls_port"]
     for role in ("agent", "collector"):
         out |= {f"schoolmon_{role}_root": str(root), f"schoolmon_{role}_user": user,
                 f"schoolmon_{role}_group": group, f"schoolmon_{role}_manage_user": False,
@@ -201,6 +214,50 @@ def test_collector_and_agent_share_the_host(rendered: Path) -> None:
     collector_yaml = yaml.safe_load((conf / "collector/collector.yaml").read_text())
     assert collector_yaml["alerts"]["state_path"] == \
         str(rendered / "var/lib/schoolmon/collector/alerts.db")
+
+
+def test_collector_and_agent_on_one_host_both_connect(rendered: Path, services: Services) -> None:
+    """The broker, collector and agent as the roles left them, run: both clients get in."""
+    database = (rendered / "database").read_text()
+    conf = rendered / "etc" / "mosquitto"
+    main = rendered / "mosquitto.conf"
+    main.write_text(f"include_dir {conf}/conf.d\nuser root\nlog_dest file {rendered}/mqtt.log\n")
+    logs = {name: rendered / f"{name}.log" for name in ("collector", "agent")}
+    procs = [subprocess.Popen(["mosquitto", "-c", str(main)], stderr=subprocess.DEVNULL)]
+    try:
+        port = yaml.safe_load((rendered / "etc/schoolmon/collector/collector.yaml").read_text())[
+            "mqtt"]["port"]
+        wait_until(lambda: _port_open(port), 15, "the rendered Mosquitto")
+        for role, config in (("collector", "collector/collector.yaml"),
+                             ("agent", "agent/agent.yaml")):
+            with logs[role].open("wb") as log:
+                procs.append(subprocess.Popen(
+                    [rendered / f"opt/schoolmon/{role}/venv/bin/schoolmon", role, "run", "-c",
+                     rendered / "etc/schoolmon" / config], stderr=log))
+            if role == "collector":
+                wait_until(lambda: b"subscribed" in logs["collector"].read_bytes()
+                           or procs[1].poll() is not None, 30, "the collector to subscribe")
+        # The agent's samples went through the broker to the collector and into InfluxDB: each
+        # connected with its own account and was allowed what it does.
+        wait_until(lambda: bool(influx_rows(
+            services.influx_url, database, 'SELECT * FROM "iface", "host", "agent" '
+            "WHERE \"agent\" = 'gz-th-001-gw' LIMIT 1")), 60, "the agent's samples in InfluxDB")
+        assert all(p.poll() is None for p in procs), {k: v.read_text()[-2000:]
+                                                      for k, v in logs.items()}
+        for log in logs.values():
+            assert "Not authorized" not in log.read_text(), log.read_text()[-2000:]
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        return True
+    except OSError:
+        return False
 
 
 def test_rendered_units_pass_systemd_analyze_verify(rendered: Path) -> None:
