@@ -95,7 +95,9 @@ class AlertEngine:
         items = self.store.outbox()
         if not items:
             return
-        sent = self.sender.send(items)
+        # Each accepted mail leaves the outbox at once (its own commit), not after the whole
+        # SMTP session: a SIGKILL mid-session re-sends none of the mails already accepted.
+        sent = self.sender.send(items, on_sent=self.store.sent)
         with self.store.transaction():
             for item_id in sent:
                 self.store.sent(item_id)

@@ -80,8 +80,14 @@ class MailSender:
             text = text.replace(password, "***")
         return text
 
-    def send(self, items: list[OutboxItem]) -> list[int]:
-        """Send in order; the ids the server accepted (stops at the first failure)."""
+    def send(self, items: list[OutboxItem],
+             on_sent: Callable[[int], None] | None = None) -> list[int]:
+        """Send in order; the ids the server accepted (stops at the first failure).
+
+        ``on_sent`` is called with each id as soon as the server accepted it, so the caller
+        can record it durably before the next one: a crash later in the session (another
+        mail, QUIT) then never sends an accepted mail again.
+        """
         if not items:
             return []
         sent: list[int] = []
@@ -103,6 +109,8 @@ class MailSender:
                         log.warning("alert mail: recipients refused: %s", sorted(refused))
                     self._refused.discard(item.id)
                     sent.append(item.id)
+                    if on_sent is not None:
+                        on_sent(item.id)
         except (smtplib.SMTPException, OSError) as exc:
             self.failures += 1
             if not self.failing:

@@ -51,3 +51,37 @@ def test_nothing_to_send_opens_no_connection() -> None:
 
     assert MailSender(settings(), "a@d.example", ["b@d.example"], counting).send([]) == []
     assert calls == []
+
+
+class _DropsAfterFirst:
+    """A connection that accepts one mail, then loses the link (as a crash mid-session would)."""
+
+    def __init__(self) -> None:
+        self.accepted: list[bytes] = []
+
+    def __enter__(self) -> _DropsAfterFirst:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def login(self, _user: str, _password: str) -> None:
+        return None
+
+    def sendmail(self, _from: str, _to: list[str], message: bytes) -> dict[str, object]:
+        if self.accepted:
+            raise smtplib.SMTPServerDisconnected("connection lost")
+        self.accepted.append(message)
+        return {}
+
+
+def test_each_accepted_mail_is_reported_before_the_session_ends() -> None:
+    """on_sent names a mail as soon as the server accepted it, not after the whole session."""
+    conn = _DropsAfterFirst()
+    sender = MailSender(settings(), "a@d.example", ["b@d.example"],
+                        lambda: conn)  # type: ignore[arg-type, return-value]
+    reported: list[int] = []
+    items = [OutboxItem(i, f"s{i}", 0, b"Subject: x\r\n\r\nbody\r\n", 0) for i in (7, 8)]
+    assert sender.send(items, on_sent=reported.append) == [7]
+    assert reported == [7]
+    assert len(conn.accepted) == 1
