@@ -49,10 +49,10 @@ def host_times(spool: Path) -> list[int]:
     return [s["ts_ms"] for (p,) in rows for s in orjson.loads(p) if s["kind"] == "host"]
 
 
-@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="libfaketime not installed")
 def test_wall_clock_steps_neither_pause_nor_burst_probes(tmp_path: Path) -> None:
     """Runs per window stay at the configured rate across -60 s and +3600 s steps; every
     timestamp of the series is unique and increasing."""
+    assert LIBFAKETIME.exists(), f"{LIBFAKETIME} missing: scripts/setup.sh installs Debian faketime"
     spool = tmp_path / "spool.db"
     config = tmp_path / "agent.yaml"
     config.write_text(yaml.safe_dump({
