@@ -9,9 +9,10 @@ import math
 import pytest
 
 from agent.probes import build_probe
+from agent.probes.base import TAG_FORBIDDEN_RE
 from agent.probes.host import HostSettings
 from agent.probes.values import GuardedProbe, ValueGuard
-from common.wire import Sample, check_samples
+from common.wire import Sample, WireError, check_samples
 
 TS = 1_800_000_000_000
 
@@ -89,3 +90,16 @@ def test_every_built_probe_is_guarded() -> None:
     assert not hasattr(GuardedProbe(Plain(), "plain"), "collect_now")
     built = build_probe(HostSettings.model_validate({"type": "host"}))
     assert isinstance(built, GuardedProbe) and built.guard.probe == "host"
+
+
+def test_the_probes_tag_rule_is_the_wires() -> None:
+    """agent/probes/base.py's TAG_FORBIDDEN refuses exactly what the wire refuses in a tag
+    (it mirrors common/wire.py, which keeps its pattern private)."""
+    for code in [*range(0x300), 0x2028, 0x2029, 0x3000, 0xFEFF]:
+        text = f"a{chr(code)}b"
+        try:
+            check_samples([Sample("netdev", TS, {"device": text}, {"up": True})])
+            wire_ok = True
+        except WireError:
+            wire_ok = False
+        assert wire_ok is not bool(TAG_FORBIDDEN_RE.search(text)), hex(code)
