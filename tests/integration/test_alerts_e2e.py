@@ -21,21 +21,12 @@ from collector.inventory import Inventory
 from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity, Topics
 from tests.conftest import Services, influx_rows, schoolmon_cmd, wait_until
-from tests.integration.alert_scenario import PASSWORD, alert_settings
-from tests.peers.smtp_server import USER, SmtpServer, start_smtp
+from tests.integration.alert_scenario import alert_settings
+from tests.peers.smtp_server import USER, SmtpServer
 
 pytestmark = pytest.mark.integration
 
 WHO = AgentIdentity("e2e", "e2e-school", "e2e-gw")
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    """aiosmtpd with STARTTLS and AUTH."""
-    (tmp_path / "smtp").mkdir()
-    server = start_smtp(tmp_path / "smtp", PASSWORD)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

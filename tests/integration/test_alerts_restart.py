@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,21 +19,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from common.wire import AgentIdentity, Topics
 from tests.conftest import Services, schoolmon_cmd, wait_until
 from tests.integration.alert_scenario import PASSWORD
-from tests.peers.smtp_server import USER, SmtpServer, start_smtp
+from tests.peers.smtp_server import USER, SmtpServer
 
 pytestmark = pytest.mark.integration
 
 STAYS = AgentIdentity("rs", "rs-stays", "rs-stays-gw")  # offline before and after the restart
 BACK = AgentIdentity("rs", "rs-back", "rs-back-gw")  # back online while the collector is down
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    """aiosmtpd with STARTTLS and AUTH."""
-    (tmp_path / "smtp").mkdir()
-    server = start_smtp(tmp_path / "smtp", PASSWORD)
-    yield server
-    server.stop()
 
 
 def config(tmp: Path, services: Services, db: str, prefix: str, smtp: SmtpServer) -> Path:

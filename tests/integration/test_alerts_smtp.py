@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -28,15 +27,6 @@ from tests.integration.alert_scenario import (
 from tests.peers.smtp_server import USER, SmtpServer, make_certificate, start_smtp
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    """aiosmtpd with STARTTLS and required AUTH."""
-    (tmp_path / "smtp").mkdir()
-    server = start_smtp(tmp_path / "smtp", PASSWORD)
-    yield server
-    server.stop()
 
 
 def body(message: EmailMessage, subtype: str = "plain") -> str:
