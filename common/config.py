@@ -13,6 +13,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 
@@ -97,6 +98,39 @@ def read_secret(env_name: str | None, file_path: str | None, environ: Mapping[st
     return None
 
 
+UNRESOLVED_PLACEHOLDER: Final = "<unresolved secret>"
+
+
+@dataclass(frozen=True)
+class UnresolvedSecret:
+    """A secret check-config --no-secrets could not resolve: its model, name and why."""
+
+    owner: WithSecrets
+    name: str
+    why: str
+
+
+def secret_paths(root: BaseModel, unresolved: list[UnresolvedSecret]) -> list[str]:
+    """'path.to.key: why' for each unresolved secret, found by walking the validated model."""
+    where: dict[int, str] = {}
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, BaseModel):
+            where.setdefault(id(value), path)
+            for key in type(value).model_fields:
+                walk(getattr(value, key), f"{path}.{key}" if path else key)
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                walk(item, f"{path}.{i}")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+
+    walk(root, "")
+    return [f"{where.get(id(u.owner), '(top)') or '(top)'}.{u.name}: {u.why}"
+            for u in unresolved]
+
+
 class WithSecrets(Strict):
     """A model whose ``<name>_env`` / ``<name>_file`` pairs are resolved on validation.
 
@@ -111,13 +145,21 @@ class WithSecrets(Strict):
     def _resolve(self, info: ValidationInfo) -> WithSecrets:
         context = info.context if isinstance(info.context, dict) else {}
         environ: Mapping[str, str] = context.get("environ", os.environ)
+        # check-config --no-secrets: where the secrets are not set (CI, a control node) an
+        # unresolved one is noted and the rest of the file is still checked.
+        unresolved: list[UnresolvedSecret] | None = context.get("unresolved_secrets")
         for name in self._secret_names:
             env_name = getattr(self, f"{name}_env")
             file_path = getattr(self, f"{name}_file")
             try:
                 self._secrets[name] = read_secret(env_name, file_path, environ, name)
             except SecretError as exc:
-                raise ValueError(f"{name}: {exc}") from None
+                if unresolved is None or (env_name and file_path):
+                    raise ValueError(f"{name}: {exc}") from None
+                unresolved.append(UnresolvedSecret(self, name, str(exc)))
+                # Checks elsewhere ask whether a secret is configured (SNMP v2c needs a
+                # community): a placeholder says it is; this model only serves the check.
+                self._secrets[name] = UNRESOLVED_PLACEHOLDER
         return self
 
     def secret(self, name: str) -> str | None:
@@ -214,13 +256,20 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def load_model(model: type[M], path: str | Path, data: Any = None,
-               environ: Mapping[str, str] | None = None) -> M:
-    """Validate YAML data (read from ``path`` when not given) into ``model``."""
+               environ: Mapping[str, str] | None = None,
+               unresolved_secrets: list[UnresolvedSecret] | None = None) -> M:
+    """Validate YAML data (read from ``path`` when not given) into ``model``.
+
+    With ``unresolved_secrets`` a secret that cannot be read is appended there, not an error.
+    """
     if data is None:
         data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: (top): expected a mapping of settings"])
-    context = {"environ": os.environ if environ is None else environ, "base": Path(path).parent}
+    context: dict[str, Any] = {"environ": os.environ if environ is None else environ,
+                               "base": Path(path).parent}
+    if unresolved_secrets is not None:
+        context["unresolved_secrets"] = unresolved_secrets
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:

@@ -214,3 +214,34 @@ def test_collector_inventory_lacking_what_a_policy_needs(
     assert err == [f"{tmp_path / 'inventory.example.yaml'}: schools.3.region: school "
                    "'yn-zy-012' has no region, which rule cn-moe-13fyp/wireless_campus needs "
                    "(applies_to); set it on the school or its district"]
+
+
+def test_no_secrets_lists_each_unresolved_secret_and_passes(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a control node without the secrets: one line per secret, with its path; exit 0."""
+    for name in SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = check(capsys, AGENT, COLLECTOR)
+    assert code == 2 and any("SCHOOLMON_MQTT_PASSWORD" in line for line in err)  # default strict
+    code = main(["check-config", "--no-secrets", str(AGENT), str(COLLECTOR)])
+    out, err = capsys.readouterr()
+    assert (code, err) == (0, ""), err
+    secret_lines = [line for line in out.splitlines() if "(secret not checked)" in line]
+    assert f"{AGENT}: mqtt.password: environment variable SCHOOLMON_MQTT_PASSWORD is not set " \
+           "(secret not checked)" in secret_lines
+    assert any(line.startswith(f"{COLLECTOR}: alerts.smtp.password:") for line in secret_lines)
+    assert len(secret_lines) == len(set(secret_lines)) >= 4
+    assert f"{AGENT}: ok (agent)" in out.splitlines()
+
+
+def test_no_secrets_still_reports_everything_else(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """--no-secrets relaxes only the secrets: a real mistake is still exit 2."""
+    for name in SECRETS:
+        monkeypatch.delenv(name, raising=False)
+    bad = variant(tmp_path, AGENT, "\nmqtt:\n", "\nmqtt:\n  bogus_key: 1\n")
+    code = main(["check-config", "--no-secrets", str(bad)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.splitlines() == [f"{bad}: mqtt.bogus_key: unknown key"]
