@@ -95,9 +95,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 from collector.rules import build_rules_engine
 
                 build_rules_engine(config.rules, config.inventory, config.policies, file)
-                from collector.sharding import resolve_shard
-
-                resolve_shard(config, file)  # a districts: pattern matching no district
             for line in secret_paths(config, unresolved or []):
                 print(f"{file}: {line} (secret not checked)")
             print(f"{file}: ok ({kind})")
@@ -156,23 +153,23 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
     from collector.alerts.engine import AlertEngine
     from collector.config import load_collector_config
     from collector.dashboard_feed import DashboardFeed
-    from collector.inventory import Inventory
-    from collector.sharding import build_collector, build_shard_rules_engine, resolve_shard
+    from collector.inventory import Inventory, load_inventory
+    from collector.rules import build_rules_engine
+    from collector.subscriber import Collector, build_writer
 
     config = load_collector_config(args.config)
-    # The shard's part of the inventory: rules, alerts and the feed see only its districts.
-    shard = resolve_shard(config, args.config)
-    inventory = shard.inventory
-    engine = build_shard_rules_engine(config, args.config, shard)
+    inventory = (load_inventory(Path(args.config).parent / config.inventory)
+                 if config.inventory else None)
+    engine = build_rules_engine(config.rules, config.inventory, config.policies, args.config)
     alert_engine: AlertEngine | None = None
-    if config.alerts is not None and shard.observes:
+    if config.alerts is not None:
         try:
             alert_engine = AlertEngine(config.alerts, inventory or Inventory(districts=[]),
                                        config.alerts.rules,
                                        default_timetable=config.rules.default_timetable)
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"alerts.state_path {config.alerts.state_path}: {exc}", 1) from None
-    collector = build_collector(config, shard)
+    collector = Collector(config, build_writer(config))
     if alert_engine is not None:
         # The storage alert reads the writer's health, never InfluxDB: it is mailed while
         # InfluxDB refuses writes.
