@@ -261,10 +261,14 @@ def _random_sample(rng: random.Random, ts: int) -> Sample:
             for t in sorted(spec.tags) if rng.random() < 0.9}
     fields: dict[str, int | float | bool | str] = {}
     for name in rng.sample(sorted(spec.fields), k=rng.randint(1, len(spec.fields))):
-        # Each declared field with a value of its declared type (others are refused).
-        fields[name] = {"number": rng.choice((rng.random() * 1e9,
-                                              rng.randint(-(2**63), 2**63 - 1))),
-                        "bool": rng.random() < 0.5,
+        # Each declared field with a value of its declared type, inside its declared range
+        # (others are refused): the mutations below are what must break the envelope.
+        bounds = spec.range_of(name)
+        number: float = 0.0
+        if bounds is not None:
+            low, high = bounds
+            number = rng.choice((low, high, low + (high - low) * rng.random()))
+        fields[name] = {"number": number, "bool": rng.random() < 0.5,
                         "string": "x" * rng.choice((0, 10, 256))}[spec.fields[name]]
     return Sample(kind, ts, tags, fields)
 
