@@ -143,9 +143,19 @@ class AlertSettings(Strict):
     rules: AlertRulesSettings = AlertRulesSettings()
 
 
+# What a collector process does (docs/scaling.md, "Roles and shards"): ``ingest`` stores and
+# acks in the share group; ``rules`` observes its districts' data without storing or acking and
+# runs rules and alerts; ``all`` does both (one process for a district).
+CollectorRole = Literal["all", "ingest", "rules"]
+# A district id or an fnmatch glob over district ids ("gz-*"); checked against the inventory.
+DistrictPattern = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-*?\[\]!]{1,64}$")]
+
+
 class CollectorConfig(Strict):
     """The whole collector.yaml."""
 
+    role: CollectorRole = "all"
+    districts: list[DistrictPattern] | None = Field(default=None, min_length=1)  # None: all
     mqtt: CollectorMqtt = CollectorMqtt()
     storage: StorageSettings
     write: WriteSettings = WriteSettings()

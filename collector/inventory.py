@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -181,11 +182,43 @@ class Inventory(Strict):
         nodes: list[School | Network] = [*self.schools, *self.networks]
         return next((n.district for n in nodes if n.id == node_id), None)
 
+    def matching_districts(self, pattern: str) -> list[str]:
+        """Ids of the districts an id or fnmatch glob ("gz-*") names, inventory order."""
+        return [d.id for d in self.districts if fnmatch.fnmatchcase(d.id, pattern)]
+
+    def restricted_to(self, patterns: Sequence[str]) -> Inventory:
+        """The part of the inventory in the districts the patterns name (a collector's shard).
+
+        Raises UnmatchedDistrictError for a pattern that names no district: a typo would otherwise
+        leave a shard silently empty.
+        """
+        owned: set[str] = set()
+        for i, pattern in enumerate(patterns):
+            ids = self.matching_districts(pattern)
+            if not ids:
+                raise UnmatchedDistrictError(i, pattern)
+            owned.update(ids)
+        schools = [s for s in self.schools if s.district in owned]
+        nodes = {s.id for s in schools} | {n.id for n in self.networks if n.district in owned}
+        return Inventory.model_construct(
+            districts=[d for d in self.districts if d.id in owned], schools=schools,
+            networks=[n for n in self.networks if n.district in owned],
+            agents=[a for a in self.agents if a.school in nodes])
+
     def region_of(self, school: School) -> Region | None:
         """The school's region, else its district's."""
         if school.region is not None:
             return school.region
         return next((d.region for d in self.districts if d.id == school.district), None)
+
+
+class UnmatchedDistrictError(ValueError):
+    """A ``districts:`` pattern that names no district of the inventory."""
+
+    def __init__(self, index: int, pattern: str) -> None:
+        super().__init__(f"{pattern!r} matches no district of the inventory")
+        self.index = index
+        self.pattern = pattern
 
 
 def _no_duplicates(ids: list[str], what: str) -> None:

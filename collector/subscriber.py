@@ -42,11 +42,17 @@ class Collector:
 
     def __init__(self, config: CollectorConfig, writer: PointWriter, *,
                  observers: list[SampleObserver] | None = None,
-                 status_observers: list[StatusObserver] | None = None) -> None:
+                 status_observers: list[StatusObserver] | None = None,
+                 data_filters: list[str] | None = None,
+                 status_filters: list[str] | None = None) -> None:
         self.config = config
         self.observers = list(observers or [])
         self.status_observers = list(status_observers or [])
         self.topics = Topics(config.mqtt.topic_prefix)
+        # What to subscribe to (collector/sharding.py: a shard's districts, shared or not);
+        # default: every district's data in the share group.
+        self.data_filters = data_filters or [self._default_data_filter()]
+        self.status_filters = status_filters or [self.topics.status_filter()]
         self.stop_event = threading.Event()
         self.storage = ResilientWriter(writer, self.stop_event,
                                        max_delay=config.write.max_retry_delay,
@@ -108,15 +114,17 @@ class Collector:
         # qos=1, not SubscribeOptions: paho ignores options under MQTT 3.1.1 (QoS 0).
         if self.status_observers:
             # Not shared: the collector running rules and alerts must see every agent's status.
-            client.subscribe(f"{self.topics.prefix}/+/+/+/status", qos=1)
+            client.subscribe([(f, 1) for f in self.status_filters])
+        # One SUBSCRIBE for every filter: one SUBACK says the collector is receiving.
+        _result, mid = client.subscribe([(f, 1) for f in self.data_filters])
+        self._data_sub = (mid, ", ".join(self.data_filters))
+
+    def _default_data_filter(self) -> str:
         if self.config.mqtt.protocol == "v311":
             # MQTT 3.1.1 has no shared subscriptions: one collector per broker session, its
             # queue kept by the broker while it is away (docs/scaling.md, clustered broker).
-            sub = f"{self.topics.prefix}/+/+/+/data"
-        else:
-            sub = self.topics.shared_data_subscription(self.config.mqtt.share_group)
-        _result, mid = client.subscribe(sub, qos=1)
-        self._data_sub = (mid, sub)
+            return self.topics.data_filter()
+        return self.topics.data_filter(share_group=self.config.mqtt.share_group)
 
     def _on_subscribe(self, _c: Any, _u: object, mid: int, reasons: Any, _p: object) -> None:
         # ``connected`` means "receiving": set once the broker confirmed the data subscription

@@ -132,6 +132,15 @@ class Topics:
         """What collectors subscribe to, sharing the load."""
         return f"$share/{share_group}/{self.prefix}/+/+/+/data"
 
+    def data_filter(self, district: str = "+", share_group: str | None = None) -> str:
+        """One district's (or, with "+", every district's) data, shared when a group is given."""
+        topic = f"{self.prefix}/{district}/+/+/data"
+        return topic if share_group is None else f"$share/{share_group}/{topic}"
+
+    def status_filter(self, district: str = "+") -> str:
+        """The retained statuses of one district's agents (or every district's)."""
+        return f"{self.prefix}/{district}/+/+/status"
+
     def parse(self, topic: str) -> tuple[AgentIdentity, str]:
         """Split a topic into (identity, leaf); raises WireError('topic') if it is not ours."""
         parts = topic.split("/")

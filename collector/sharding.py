@@ -1,0 +1,127 @@
+"""Roles and district shards: which districts a collector owns and what it does with their data.
+
+A collector owns the districts ``districts:`` names (ids or globs, default all). Its role says
+what it does with their messages (docs/scaling.md, "Roles and shards"):
+
+- ``ingest`` stores and acks them in the share group, one district filter each
+  (``$share/{group}/{prefix}/{district}/+/+/data``): collectors owning a district share its
+  messages, each stored once.
+- ``rules`` subscribes to them without sharing and only observes: no sample is written, no agent
+  is acked (the ingest collectors do both); it writes its own compliance points and sends alerts.
+- ``all`` does both. When it runs rules or alerts it does not share either: a share group splits
+  each district's messages among its members, and rules computed on a part are wrong. Sharing
+  would also be wrong across shards: two collectors of different shards that both own a district
+  would split it, so only ingest-only collectors share.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collector.config import CollectorConfig
+from collector.inflight import Inbound
+from collector.inventory import Inventory, UnmatchedDistrictError, load_inventory
+from collector.rules import RulesEngine, load_policies
+from collector.rules.scope import check_zones
+from collector.subscriber import Collector, build_writer
+from collector.validate import Accepted
+from common.config import ConfigError
+from common.wire import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """What one collector owns and does, resolved against the inventory."""
+
+    role: str  # CollectorRole
+    districts: tuple[str, ...] | None  # None: every district (no restriction)
+    inventory: Inventory | None  # restricted to the districts; None: no inventory configured
+    observes: bool  # runs rules or alerts on the data it receives
+
+    def data_filters(self, config: CollectorConfig) -> list[str]:
+        """The data subscriptions: per owned district; shared only by ingest-only collectors."""
+        topics = Topics(config.mqtt.topic_prefix)
+        shared = not self.observes and config.mqtt.protocol == "v5"
+        group = config.mqtt.share_group if shared else None
+        return [topics.data_filter(d, group) for d in self.districts or ("+",)]
+
+    def status_filters(self, config: CollectorConfig) -> list[str]:
+        """The owned districts' agent statuses (never shared: the rules need every one)."""
+        topics = Topics(config.mqtt.topic_prefix)
+        return [topics.status_filter(d) for d in self.districts or ("+",)]
+
+
+def resolve_shard(config: CollectorConfig, config_path: str | Path) -> Shard:
+    """The collector's shard; raises ConfigError ('file: districts.N: why') for bad settings."""
+    inventory = (load_inventory(Path(config_path).parent / config.inventory)
+                 if config.inventory else None)
+    rules_on = bool(config.inventory and config.policies and config.rules.enabled)
+    runs_rules = rules_on or config.alerts is not None
+    if config.role == "rules" and not (config.inventory and runs_rules):
+        raise ConfigError([f"{config_path}: role: 'rules' needs an inventory and policies or "
+                           "alerts (it stores nothing else)"])
+    districts: tuple[str, ...] | None = None
+    if config.districts is not None:
+        if inventory is None:
+            raise ConfigError([f"{config_path}: districts: needs an inventory to match against"])
+        try:
+            inventory = inventory.restricted_to(config.districts)
+        except UnmatchedDistrictError as exc:
+            raise ConfigError([f"{config_path}: districts.{exc.index}: {exc}"]) from None
+        districts = tuple(d.id for d in inventory.districts)
+    observes = runs_rules and config.role != "ingest"
+    return Shard(config.role, districts, inventory, observes)
+
+
+def build_shard_rules_engine(config: CollectorConfig, config_path: str | Path,
+                             shard: Shard) -> RulesEngine | None:
+    """build_rules_engine (collector/rules) on the shard's part of the inventory."""
+    if not shard.observes or shard.inventory is None or not config.policies \
+            or not config.rules.enabled:
+        return None
+    profiles = load_policies(config.policies, Path(config_path).parent, origin=str(config_path))
+    inventory_path = str(Path(config_path).parent / str(config.inventory))
+    check_zones(shard.inventory, inventory_path)
+    return RulesEngine(shard.inventory, profiles, config.rules, origin=inventory_path)
+
+
+class ObservingCollector(Collector):
+    """Role ``rules``: validates and observes its districts' messages; stores and acks none.
+
+    The MQTT PUBACK still goes back (the broker must not resend to an observer); the agent's
+    ack is the ingest collectors' job, after their write.
+    """
+
+    def _deliver(self, batch: list[Inbound]) -> None:
+        client = self._client
+        generation = self._generation
+        for d in self.queue.done(batch):
+            if d.qos > 0 and d.generation == generation:
+                client.ack(d.mid, d.qos)
+        for item in batch:
+            result = item.result
+            if isinstance(result, Accepted):
+                self.accepted_messages += 1
+                for observe in self.observers:
+                    try:
+                        observe(result.who, result.samples)
+                    except Exception:  # an observer bug must never stop delivery
+                        log.exception("sample observer failed")
+
+    def _ack_stored_resend(self, client: Any, item: Inbound) -> None:
+        # A resend of a batch already observed: the broker's PUBACK only.
+        for d in item.deliveries:
+            if d.qos > 0:
+                client.ack(d.mid, d.qos)
+
+
+def build_collector(config: CollectorConfig, shard: Shard) -> Collector:
+    """The collector class and subscriptions the role asks for (nothing connects yet)."""
+    cls = ObservingCollector if shard.role == "rules" else Collector
+    return cls(config, build_writer(config), data_filters=shard.data_filters(config),
+               status_filters=shard.status_filters(config))
