@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.probes import build_probe
 from agent.probes.base import Probe, wall_clock_ms
+from agent.probes.speedtest import SpeedtestSettings
 from agent.publisher import Publisher
 from agent.scheduler import ProbeScheduler, ScheduledProbe
 from agent.spool import Spool
@@ -81,7 +83,14 @@ class AgentHealthProbe:
 def build_probes(config: AgentConfig) -> list[ScheduledProbe]:
     """One scheduled probe per entry of ``probes:``."""
     scheduled = []
-    for settings in config.probes:
+    for configured in config.probes:
+        settings = configured
+        if isinstance(settings, SpeedtestSettings) and settings.state_file is None:
+            # The day's bytes and the back-off survive a restart by default (a metered link
+            # must not pay twice): kept beside the spool, which is the agent's own state dir.
+            name = settings.instance_name(settings.type)
+            settings = settings.model_copy(update={
+                "state_file": str(Path(config.spool.path).parent / f"{name}.state.json")})
         probe: Probe = build_probe(settings)
         interval = settings.interval
         scheduled.append(ScheduledProbe(

@@ -250,3 +250,18 @@ def test_the_sample_carries_its_evidence() -> None:
     [sample] = p.collect_now()
     assert sample.fields["down_bytes"] == 10 * MIB and sample.fields["up_s"] == 7.5
     assert sample.fields["streams_ok"] == 4
+
+
+def test_budget_state_is_kept_beside_the_spool_by_default(tmp_path: Path) -> None:
+    """A speed test configured without state_file keeps its budget in the agent's state dir."""
+    from agent.config import AgentConfig
+    from agent.runner import build_probes
+
+    config = AgentConfig.model_validate({
+        "agent": {"id": "a1", "school": "s1", "district": "d1"},
+        "spool": {"path": str(tmp_path / "state" / "spool.db")},
+        "probes": [{"type": "speedtest", "servers": ["http://127.0.0.1:9"]}],
+    })
+    (scheduled,) = build_probes(config)
+    probe = scheduled.probe.probe  # type: ignore[attr-defined]  # GuardedProbe -> the probe
+    assert probe.settings.state_file == str(tmp_path / "state" / "speedtest.state.json")
