@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Services, influx_rows, start_collector_process
+from agent.runner import installed_version
+from tests.conftest import Services, influx_rows, schoolmon_cmd, start_collector_process
 from tests.integration.release import build_wheels
 
 pytestmark = pytest.mark.integration
@@ -72,6 +73,22 @@ def spool_depth(path: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM batch").fetchone()[0])
 
 
+def old_layout_spool(play: Path, root: Path, variables: dict[str, Any]) -> Path:
+    """A spool where releases before the per-role layout kept it, with unacked batches."""
+    old_spool = root / "var/lib/schoolmon/spool.db"
+    old_spool.parent.mkdir(parents=True)
+    old_yaml = play / "old-agent.yaml"
+    old_yaml.write_text(yaml.safe_dump({
+        "agent": {"id": AGENT, "school": "gz-th-001", "district": "gz-th"},
+        "mqtt": {"host": "127.0.0.1", "port": variables["schoolmon_agent_mqtt_port"],
+                 "topic_prefix": variables["schoolmon_agent_mqtt_topic_prefix"]},
+        "spool": {"path": str(old_spool)}, "probes": [{"type": "host", "interval": "60s"}]}))
+    old = subprocess.run(schoolmon_cmd("agent", "run", "--once", "--timeout", "1", "-c",
+                                       str(old_yaml)), capture_output=True, check=False)
+    assert old.returncode == 1 and spool_depth(old_spool) >= 1
+    return old_spool
+
+
 @pytest.fixture(scope="module")
 def play(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A play directory: the artifact store with A and B, inventory, variables, playbook."""
@@ -109,13 +126,19 @@ def play(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_install_upgrade_check_downgrade_keep_the_spool(
         play: Path, services: Services, influx_db: str) -> None:
     """A, then B with A's unacked spool delivered by B; --check idle; back to A; C refused."""
-    root = Path(json.loads((play / "vars.json").read_text())["schoolmon_agent_root"])
+    variables = json.loads((play / "vars.json").read_text())
+    root = Path(variables["schoolmon_agent_root"])
     spool = root / "var/lib/schoolmon/agent/spool.db"
+
+    # An agent of the earlier shared layout measured with nobody acking: the role moves its
+    # spool, and nothing in it is lost either.
+    old_spool = old_layout_spool(play, root, variables)
 
     first = playbook(play)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert installed(root) == f"schoolmon {A}"
     assert "agent-secret-1" not in first.stdout + first.stderr
+    assert not old_spool.exists() and spool_depth(spool) >= 1
 
     # A measures with no collector listening: its batches stay in the spool, unacked.
     assert run_agent_once(root, timeout=1) == 1
@@ -152,11 +175,11 @@ def test_install_upgrade_check_downgrade_keep_the_spool(
     assert spool_depth(spool) == 0
     rows = influx_rows(services.influx_url, influx_db,
                        f"SELECT version, config_hash, started_s FROM agent WHERE agent = '{AGENT}'")
-    assert sorted(str(r["version"]) for r in rows) == [A, B]
-    assert len({r["config_hash"] for r in rows}) == 1  # one agent.yaml, both releases
+    assert sorted(str(r["version"]) for r in rows) == sorted([installed_version(), A, B])
+    assert len({r["config_hash"] for r in rows[1:]}) == 1  # the role's agent.yaml, A and B
     hosts = influx_rows(services.influx_url, influx_db,
                         f"SELECT uptime_s FROM host WHERE agent = '{AGENT}'")
-    assert len(hosts) == 2  # A's host sample (spooled across the upgrade) and B's
+    assert len(hosts) == 3  # the old layout's, A's (both spooled across the upgrade) and B's
 
     downgrade = playbook(play, "-e", f"schoolmon_version={A}")
     assert downgrade.returncode == 0, downgrade.stdout[-4000:]
