@@ -151,11 +151,20 @@ CollectorRole = Literal["all", "ingest", "rules"]
 DistrictPattern = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-*?\[\]!]{1,64}$")]
 
 
+class StandbySettings(Strict):
+    """Two collectors of one shard: one active (rules, alerts), one waiting (collector/lease.py)."""
+
+    enabled: bool = False
+    # Names the lease: collectors with the same shard name (and topic prefix) form one pair.
+    shard: str = Field(default="all", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
 class CollectorConfig(Strict):
     """The whole collector.yaml."""
 
     role: CollectorRole = "all"
     districts: list[DistrictPattern] | None = Field(default=None, min_length=1)  # None: all
+    standby: StandbySettings = StandbySettings()
     mqtt: CollectorMqtt = CollectorMqtt()
     storage: StorageSettings
     write: WriteSettings = WriteSettings()

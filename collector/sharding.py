@@ -17,13 +17,17 @@ what it does with their messages (docs/scaling.md, "Roles and shards"):
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collector.alerts.engine import AlertEngine
 from collector.config import CollectorConfig
 from collector.inflight import Inbound
 from collector.inventory import Inventory, UnmatchedDistrictError, load_inventory
+from collector.lease import Lease
 from collector.rules import RulesEngine, load_policies
 from collector.rules.scope import check_zones
 from collector.subscriber import Collector, build_writer
@@ -125,3 +129,98 @@ def build_collector(config: CollectorConfig, shard: Shard) -> Collector:
     cls = ObservingCollector if shard.role == "rules" else Collector
     return cls(config, build_writer(config), data_filters=shard.data_filters(config),
                status_filters=shard.status_filters(config))
+
+
+class RulesAndAlerts:
+    """What only the active collector of a shard runs: the rules and alert engines.
+
+    Without a standby it is built before the collector connects (as it always was); with one,
+    when the lease is taken (collector/lease.py): its rules state is then restored from storage,
+    the last active's alert state installed, and the retained agent statuses asked for again.
+    """
+
+    def __init__(self, config: CollectorConfig, config_path: str | Path, shard: Shard,
+                 collector: Collector, *, restore: Callable[[RulesEngine], None],
+                 lease: Lease | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.shard = shard
+        self.collector = collector
+        self.restore = restore
+        self.lease = lease
+        self.engine: RulesEngine | None = None
+        self.alert_engine: AlertEngine | None = None
+        self._alerts: threading.Thread | None = None
+
+    def build(self) -> None:
+        """Build both engines and make them observers; raises ConfigError or OSError."""
+        config = self.config
+        engine = build_shard_rules_engine(config, self.config_path, self.shard)
+        if config.alerts is not None and self.shard.observes:
+            if self.lease is not None:
+                self.lease.install_alert_state(config.alerts.state_path)
+            alert_engine = AlertEngine(
+                config.alerts, self.shard.inventory or Inventory(districts=[]),
+                config.alerts.rules, default_timetable=config.rules.default_timetable)
+            # The storage alert reads the writer's health, never InfluxDB: it is mailed while
+            # InfluxDB refuses writes.
+            alert_engine.tracker.watch_storage(self.collector.storage.health)
+            alert_engine.tracker.watch_clocks(self.collector.clocks.snapshot)
+            self.alert_engine = alert_engine
+        if engine is not None:
+            self.restore(engine)  # holds live input until the state is back
+            self.engine = engine
+        for observer in (engine, self.alert_engine):
+            if observer is not None:
+                self.collector.observers.append(observer.observe)
+                self.collector.status_observers.append(observer.observe_status)
+
+    def run(self, stop: threading.Event) -> None:
+        """Start the periodic pass and the alert ticks (threads)."""
+        coll = self.collector
+        if self.engine is not None:
+            if self.lease is not None:  # taking over: a pass once restored, not an interval on
+                engine = self.engine
+                threading.Thread(target=_pass_then_periodic, args=(engine, coll), name="rules",
+                                 daemon=True).start()
+                coll.resubscribe_statuses()  # the held engines get every agent's status again
+            else:
+                self.engine.start_periodic(coll.write_points, coll.stop_event)
+        if self.alert_engine is not None:
+            if self.lease is not None and self.engine is None:
+                coll.resubscribe_statuses()
+            self._alerts = threading.Thread(target=self._tick_alerts, args=(stop,),
+                                            name="alerts", daemon=True)
+            self._alerts.start()
+
+    def _tick_alerts(self, stop: threading.Event) -> None:
+        engine, lease, config = self.alert_engine, self.lease, self.config
+        assert engine is not None and config.alerts is not None
+        every = 10.0 if lease is None else min(10.0, config.rules.interval)
+        while not stop.is_set():
+            try:
+                engine.tick()
+                if lease is not None:  # what was mailed, for the standby (lease.py)
+                    lease.publish_alert_state(config.alerts.state_path)
+            except Exception:  # a bug in one tick must not end alerting for good
+                log.exception("alert tick failed")
+            stop.wait(every)
+
+    def close(self) -> None:
+        """After stop: let the alert thread finish its tick, close the state file."""
+        if self._alerts is not None:
+            self._alerts.join(timeout=60)
+        if self.alert_engine is not None:
+            self.alert_engine.close()
+
+
+def _pass_then_periodic(engine: RulesEngine, collector: Collector) -> None:
+    stop = collector.stop_event
+    while not engine.ready.wait(0.5):
+        if stop.is_set():
+            return
+    lines = engine.pass_lines(engine.pass_clock())
+    if lines and not collector.write_points(lines):
+        return
+    log.info("rules: first pass after takeover: %d points", len(lines))
+    engine.run_periodic(collector.write_points, stop)

@@ -119,6 +119,14 @@ class Collector:
         _result, mid = client.subscribe([(f, 1) for f in self.data_filters])
         self._data_sub = (mid, ", ".join(self.data_filters))
 
+    def resubscribe_statuses(self) -> None:
+        """Subscribe to the status filters again: the broker re-sends every retained status.
+
+        For observers added after start (a standby taking over, collector/lease.py).
+        """
+        if self._client is not None:
+            self._client.subscribe([(f, 1) for f in self.status_filters])
+
     def _default_data_filter(self) -> str:
         if self.config.mqtt.protocol == "v311":
             # MQTT 3.1.1 has no shared subscriptions: one collector per broker session, its

@@ -95,6 +95,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 from collector.rules import build_rules_engine
 
                 build_rules_engine(config.rules, config.inventory, config.policies, file)
+                from collector.sharding import resolve_shard
+
+                resolve_shard(config, file)  # a districts: pattern matching no district
             for line in secret_paths(config, unresolved or []):
                 print(f"{file}: {line} (secret not checked)")
             print(f"{file}: ok ({kind})")
@@ -148,63 +151,63 @@ def cmd_agent_discover(args: argparse.Namespace) -> int:
 
 def cmd_collector_run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT/SIGTERM."""
-    import sqlite3
-
-    from collector.alerts.engine import AlertEngine
     from collector.config import load_collector_config
     from collector.dashboard_feed import DashboardFeed
-    from collector.inventory import Inventory, load_inventory
-    from collector.rules import build_rules_engine
-    from collector.subscriber import Collector, build_writer
+    from collector.lease import Lease
+    from collector.sharding import RulesAndAlerts, build_collector, resolve_shard
 
     config = load_collector_config(args.config)
-    inventory = (load_inventory(Path(args.config).parent / config.inventory)
-                 if config.inventory else None)
-    engine = build_rules_engine(config.rules, config.inventory, config.policies, args.config)
-    alert_engine: AlertEngine | None = None
-    if config.alerts is not None:
-        try:
-            alert_engine = AlertEngine(config.alerts, inventory or Inventory(districts=[]),
-                                       config.alerts.rules,
-                                       default_timetable=config.rules.default_timetable)
-        except (OSError, sqlite3.Error) as exc:
-            raise UserError(f"alerts.state_path {config.alerts.state_path}: {exc}", 1) from None
-    collector = Collector(config, build_writer(config))
-    if alert_engine is not None:
-        # The storage alert reads the writer's health, never InfluxDB: it is mailed while
-        # InfluxDB refuses writes.
-        alert_engine.tracker.watch_storage(collector.storage.health)
-        alert_engine.tracker.watch_clocks(collector.clocks.snapshot)
-    feed = DashboardFeed(collector.write_points, inventory)
+    # The shard's part of the inventory: rules, alerts and the feed see only its districts.
+    shard = resolve_shard(config, args.config)
+    collector = build_collector(config, shard)
+    standby = config.standby.enabled and shard.observes
+    # A candidate holds the lease once its id stood unchallenged this long (collector/lease.py).
+    lease = Lease(config, settle=min(1.0, config.rules.interval / 4)) if standby else None
+    active = RulesAndAlerts(config, args.config, shard, collector, lease=lease,
+                            restore=lambda engine: _restore_rules(engine, config, args,
+                                                                  collector.stop_event))
+    if lease is None:
+        _build_active(active, config)
+    feed = DashboardFeed(collector.write_points, shard.inventory)
     # Observers are added before start(): a status observer makes the collector subscribe
     # to every agent's status topic.
     collector.status_observers.append(feed.on_status)
-    for observer in (engine, alert_engine):
-        if observer is not None:
-            collector.observers.append(observer.observe)
-            collector.status_observers.append(observer.observe_status)
     stop = _stop_on_signals()
-    if engine is not None:
-        _restore_rules(engine, config, args, collector.stop_event)
     collector.start()
     feed.start()
-    if engine is not None:
-        engine.start_periodic(collector.write_points, collector.stop_event)
-    alerts = None
-    if alert_engine is not None:
-        alerts = threading.Thread(target=alert_engine.run, args=(stop, 10.0), name="alerts",
-                                  daemon=True)
-        alerts.start()
-    stop.wait()
+    code = 0
+    if lease is None:
+        active.run(stop)
+        stop.wait()
+    else:
+        lease.start()
+        if lease.acquire(stop):
+            _build_active(active, config)
+            active.run(stop)
+            while not stop.wait(0.5):
+                if lease.lost.is_set():  # the standby took over (collector/lease.py)
+                    code = 1
+                    break
     # Stop the writers' retry loops first: while storage fails, the feed's write would
     # otherwise hold the shutdown for its whole retry delay.
     collector.stop_event.set()
+    stop.set()
     feed.stop()
+    if lease is not None:
+        lease.release()
     collector.stop()
-    if alert_engine is not None and alerts is not None:
-        alerts.join(timeout=60)
-        alert_engine.close()
-    return 0
+    active.close()
+    return code
+
+
+def _build_active(active: Any, config: Any) -> None:
+    import sqlite3
+
+    try:
+        active.build()
+    except (OSError, sqlite3.Error) as exc:
+        state = config.alerts.state_path if config.alerts else "?"
+        raise UserError(f"alerts.state_path {state}: {exc}", 1) from None
 
 
 def _restore_rules(engine: Any, config: Any, args: argparse.Namespace,
