@@ -181,11 +181,12 @@ class Lease:
 
     def release(self) -> None:
         """A clean stop: clear the lease (a DISCONNECT does not send the will) and leave."""
-        active = self._active
+        active, self._active = self._active, None
         if active is not None:
             active.on_disconnect = None
             if self.held.is_set() and not self.lost.is_set():
                 active.publish(self.topic, b"", qos=1, retain=True).wait_for_publish(5)
+            self.held.clear()
             active.disconnect()
             active.loop_stop()
         self._client.disconnect()

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import zlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,45 @@ def test_standby_takes_over_after_sigkill(services: Services, influx_db: str,
                                     for w in (STAYS, BACK))
     assert subjects(smtp)[2:] == [
         f"[schoolmon RESOLVED] {BACK.school} ({BACK.school}): Agent offline"]
+
+
+def any_held(pair: list[Any]) -> bool:
+    """Whether a lease of the pair is held."""
+    return any(c.held.is_set() for c in pair)
+
+
+def test_two_candidates_agree_on_one_holder(services: Services, topic_prefix: str) -> None:
+    """Both start on an empty lease at once: one holds it, the other waits, then takes over."""
+    from collector.config import CollectorConfig
+    from collector.lease import Lease
+
+    def lease(name: str) -> Lease:
+        config = CollectorConfig.model_validate({
+            "mqtt": {"host": "127.0.0.1", "port": services.mqtt_port,
+                     "topic_prefix": topic_prefix, "username": None, "client_id": name},
+            "storage": {"kind": "influxdb1"}, "standby": {"enabled": True, "shard": "race"}})
+        return Lease(config, settle=0.3)
+
+    for round_ in range(3):
+        stop = threading.Event()
+        pair = [lease(f"race-{round_}-a"), lease(f"race-{round_}-b")]
+        threads = [threading.Thread(target=c.acquire, args=(stop,)) for c in pair]
+        try:
+            for candidate in pair:
+                candidate.start()
+            for thread in threads:
+                thread.start()
+            wait_until(partial(any_held, pair), 10, "one holder")
+            holder = next(c for c in pair if c.held.is_set())
+            other = pair[1 - pair.index(holder)]
+            # A second holder would have to appear within one settle of the first.
+            assert not other.held.wait(1.0)
+            assert not holder.lost.is_set()
+            holder.release()  # a clean stop clears the lease: the other takes it
+            wait_until(other.held.is_set, 10, "the other to take over")
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+            for candidate in pair:
+                candidate.release()
