@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.alerts.engine import AlertEngine
-from collector.config import CollectorConfig
+from collector.config import CollectorConfig, CollectorRole
 from collector.inflight import Inbound
 from collector.inventory import Inventory, UnmatchedDistrictError, load_inventory
 from collector.lease import Lease
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class Shard:
     """What one collector owns and does, resolved against the inventory."""
 
-    role: str  # CollectorRole
+    role: CollectorRole
     districts: tuple[str, ...] | None  # None: every district (no restriction)
     inventory: Inventory | None  # restricted to the districts; None: no inventory configured
     observes: bool  # runs rules or alerts on the data it receives
