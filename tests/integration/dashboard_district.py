@@ -64,7 +64,10 @@ def inventory() -> Inventory:
 def _health(ts: int, i: int) -> Sample:
     return Sample("agent", ts, {}, {"rss_mb": 40.0 + i % 3, "cpu_pct": 1.5,
                                     "spool_depth": float(i % 4), "spool_bytes": 4096 * (i % 4),
-                                    "dropped_total": i // 6, "probe_errors": i // 4})
+                                    "dropped_total": i // 6, "probe_errors": i // 4,
+                                    # The fleet panel's fields (agent/runner.py).
+                                    "version": "0.1.0", "config_hash": "3f2a9c0d1e7b",
+                                    "started_s": ts // 1000 - 3600})
 
 
 def gateway_samples(school: SimSchool, start_ms: int) -> list[Sample]:

@@ -227,7 +227,12 @@ def test_collector_and_agent_on_one_host_both_connect(rendered: Path, services: 
     try:
         port = yaml.safe_load((rendered / "etc/schoolmon/collector/collector.yaml").read_text())[
             "mqtt"]["port"]
-        wait_until(lambda: _port_open(port), 15, "the rendered Mosquitto")
+        # Our broker's own log, not just an open port: the port was free when the roles ran,
+        # and another test's broker could have taken it since.
+        mqtt_log = rendered / "mqtt.log"
+        wait_until(lambda: (mqtt_log.exists() and b" running" in mqtt_log.read_bytes())
+                   or procs[0].poll() is not None, 15, "the rendered Mosquitto")
+        assert procs[0].poll() is None and _port_open(port), mqtt_log.read_text()[-2000:]
         for role, config in (("collector", "collector/collector.yaml"),
                              ("agent", "agent/agent.yaml")):
             with logs[role].open("wb") as log:
@@ -236,7 +241,9 @@ def test_collector_and_agent_on_one_host_both_connect(rendered: Path, services: 
                      rendered / "etc/schoolmon" / config], stderr=log))
             if role == "collector":
                 wait_until(lambda: b"subscribed" in logs["collector"].read_bytes()
-                           or procs[1].poll() is not None, 30, "the collector to subscribe")
+                           or procs[1].poll() is not None, 60, "the collector to subscribe")
+                assert b"subscribed" in logs["collector"].read_bytes(), (
+                    logs["collector"].read_text()[-3000:], mqtt_log.read_text()[-2000:])
         # The agent's samples went through the broker to the collector and into InfluxDB: each
         # connected with its own account and was allowed what it does.
         wait_until(lambda: bool(influx_rows(
