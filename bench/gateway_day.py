@@ -22,14 +22,14 @@ from agent.probes.iface import (
     IfaceSettings,
     IfaceSources,
     LinkState,
-    Role,
 )
 from agent.probes.reach import EchoStats, ReachProbe, ReachSettings
 from agent.spool import Spool
+from common.vocab import InterfaceRole
 from common.wire import Sample, encode_samples
 
 DAY_S = 86_400
-NICS: dict[str, Role] = {"eth0": "wan", "eth1": "lan", "wlan0": "wlan"}
+NICS: dict[str, InterfaceRole] = {"eth0": "wan", "eth1": "lan", "wlan0": "wlan"}
 # (probe, interval in s, samples per run)
 SCHEDULE = (("iface", 10, len(NICS)), ("host", 60, 1), ("reach", 30, 3), ("agent", 60, 1))
 
