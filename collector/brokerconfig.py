@@ -133,10 +133,18 @@ def dynsec_config(topics: Topics, share_group: str, collector_user: str,
     p = topics.prefix
     roles: list[dict[str, object]] = [{"rolename": "collector", "acls": [
         _acl("subscribePattern", topics.shared_data_subscription(share_group)),
+        # Shards and roles (collector/sharding.py): per-district filters, shared for ingest,
+        # not shared for a rules collector; a pattern grants the narrower filters it matches.
+        _acl("subscribePattern", f"{p}/+/+/+/data"),
         _acl("subscribePattern", f"{p}/+/+/+/status"),
         _acl("publishClientReceive", f"{p}/+/+/+/data"),
         _acl("publishClientReceive", f"{p}/+/+/+/status"),
         _acl("publishClientSend", f"{p}/+/+/+/ack"),
+        # The standby lease and the alert state handed over (collector/lease.py).  No agent
+        # can reach these: ids start with a letter or digit, never "_".
+        _acl("subscribePattern", f"{p}/_collector/#"),
+        _acl("publishClientSend", f"{p}/_collector/#"),
+        _acl("publishClientReceive", f"{p}/_collector/#"),
     ]}]
     # The collector's client id stays free: collectors of one share group run on several hosts
     # with their own ids; its password never leaves the district's servers.

@@ -146,3 +146,24 @@ def test_one_broker_policy_for_the_command_ansible_and_the_example() -> None:
     installs = [t for t in tasks if t.get("ansible.builtin.copy", {}).get("dest", "").endswith(
         "conf.d/schoolmon-broker.conf")]
     assert installs and installs[0]["ansible.builtin.copy"]["src"].endswith("/broker.conf")
+
+
+def test_collectors_may_shard_and_hold_a_lease_agents_may_not(broker: Broker) -> None:
+    """The collector account may subscribe per district (shared or not) and use the standby
+    lease topics; an agent is refused all of them."""
+    c = connect(broker, "collector", "shard-collector-1")
+    a = connect(broker, A.agent, A.agent)
+    try:
+        assert c.connack == "ok" and a.connack == "ok"
+        lease = f"{PREFIX}/_collector/lease/all"
+        for topic in (f"$share/collectors/{PREFIX}/{A.district}/+/+/data",
+                      f"{PREFIX}/{A.district}/+/+/data", lease,
+                      f"{PREFIX}/_collector/alerts/all"):
+            assert c.subscribe(topic)[0] < REFUSED, topic
+            assert a.subscribe(topic)[0] >= REFUSED, topic
+        assert c.publish(lease, b"shard-collector-1") == "Success"
+        assert a.publish(lease, b"attacker") == "Not authorized"
+        c.wait(lambda: any(t == lease for t, _ in c.messages))
+    finally:
+        c.close()
+        a.close()
