@@ -239,19 +239,24 @@ def cmd_speedtest_serve(args: argparse.Namespace) -> int:
     """Serve the LibreSpeed backend API until SIGINT/SIGTERM."""
     import asyncio
 
-    from agent.speedtest.server import parse_listen, serve
+    from agent.speedtest.classroom import ClassroomResults
+    from agent.speedtest.server import SpeedtestServer, parse_listen, serve
 
     try:
         host, port = parse_listen(args.listen)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    # Classroom browser results go into the spool of the agent beside this server.
+    classroom = ClassroomResults(args.agent_config) if args.agent_config else None
+    handler = SpeedtestServer(name=args.name, telemetry_path=args.telemetry,
+                              classroom=classroom)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(host, port, stop=stop)
+        await serve(host, port, stop=stop, handler=handler)
 
     try:
         asyncio.run(main())
@@ -323,10 +328,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start the local stack and show data landing."""
+    """Start the local district and show whether each school is on target."""
     from schoolmon.demo import run_demo
 
-    return run_demo(duration=args.duration, workdir=Path(args.dir) if args.dir else None)
+    return run_demo(duration=args.duration, workdir=Path(args.dir) if args.dir else None,
+                    lang=args.lang, schools=args.schools)
 
 
 def _add_district_commands(sub: Any) -> None:
@@ -369,6 +375,28 @@ def _add_district_commands(sub: Any) -> None:
     p.add_argument("--ack-timeout", type=float, default=300.0,
                    help="give up when the collector acknowledges nothing for this long")
     p.set_defaults(func=cmd_simulate)
+
+
+def _add_speedtest_commands(sub: Any) -> None:
+    """speedtest serve, speedtest run."""
+    st = sub.add_parser("speedtest", help="speed-test server and client").add_subparsers(
+        dest="speedtest_command", required=True)
+    p = st.add_parser("serve", help="serve the LibreSpeed backend API")
+    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT or [IPv6]:PORT")
+    p.add_argument("--name", default="schoolmon", help="name in the LibreSpeed server list")
+    p.add_argument("--telemetry", metavar="FILE",
+                   help="append LibreSpeed telemetry results here (JSON lines)")
+    p.add_argument("--agent-config", metavar="AGENT_YAML",
+                   help="store classroom browser tests in this agent's spool")
+    p.set_defaults(func=cmd_speedtest_serve)
+    p = st.add_parser("run", help="measure download, upload and latency")
+    p.add_argument("--server", action="append", required=True,
+                   help="http://HOST:PORT (repeat: the lowest-latency one is used)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per direction")
+    p.add_argument("--streams", type=int, default=4)
+    p.add_argument("--max-mb", type=float, default=2000.0, help="byte cap for the whole test")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_speedtest_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,25 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory to write into")
     p.set_defaults(func=cmd_broker_config)
 
-    st = sub.add_parser("speedtest", help="speed-test server and client").add_subparsers(
-        dest="speedtest_command", required=True)
-    p = st.add_parser("serve", help="serve the LibreSpeed backend API")
-    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT")
-    p.set_defaults(func=cmd_speedtest_serve)
-    p = st.add_parser("run", help="measure download, upload and latency")
-    p.add_argument("--server", action="append", required=True,
-                   help="http://HOST:PORT (repeat: the lowest-latency one is used)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per direction")
-    p.add_argument("--streams", type=int, default=4)
-    p.add_argument("--max-mb", type=float, default=2000.0, help="byte cap for the whole test")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_speedtest_run)
-
+    _add_speedtest_commands(sub)
     _add_district_commands(sub)
 
-    p = sub.add_parser("demo", help="start a local stack and show data landing")
+    p = sub.add_parser("demo", help="run a local district and show whether schools are on "
+                                    "target")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (0: until Ctrl-C)")
     p.add_argument("--dir", help="work directory (default: a new temporary one)")
+    p.add_argument("--lang", choices=["zh-CN", "en"], default=None,
+                   help="language of the table and the mails (default: by locale)")
+    p.add_argument("--schools", type=int, default=20, help="simulated schools")
     p.set_defaults(func=cmd_demo)
     return parser
 

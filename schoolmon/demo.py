@@ -1,8 +1,10 @@
-"""``schoolmon demo``: a whole district-in-a-box on this machine, showing data land in InfluxDB.
+"""``schoolmon demo``: a district-in-a-box on this machine: is each school on target?
 
 Starts Mosquitto and InfluxDB 1.x with scripts/services.sh (loopback, free ports, data in a
-work directory), a collector and an agent measuring this machine, both as real processes, and
-prints what landed while it runs and at the end.
+work directory), an SMTP server catching the alert mails, a collector with the inventory and two
+policies, this machine's agent, and a simulated district of about 20 schools with a few school
+days backfilled. At the end: per policy each target, the share of schools meeting it and the
+schools that miss; the mails; the HTML and CSV reports; where Grafana's provisioning is.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
 
 SERVICES = Path(__file__).resolve().parents[1] / "scripts" / "services.sh"
 KINDS = ("iface", "host", "reach", "speedtest", "agent")
+POLICIES = ("cn-moe-2017", "guangzhou-2017")
+LOCAL_SCHOOL = "demo-local"
+DEMO_SEED = 7
 
 
 def free_port() -> int:
@@ -65,16 +72,45 @@ def influx_query(url: str, db: str, query: str) -> list[dict[str, object]]:
     return series
 
 
-def write_configs(workdir: Path, env: dict[str, str],
-                  speedtest_url: str) -> tuple[Path, Path]:
-    """collector.yaml and agent.yaml for the local stack."""
+def district(schools: int, seed: int) -> tuple[Any, Any]:
+    """The simulated district's plan, and its inventory with the local school added."""
+    from collector.inventory import AgentEntry, School
+    from schoolmon.sim.inventory import plan_inventory
+    from schoolmon.sim.plan import make_plan
+    from schoolmon.sim.spec import SimulationSpec
+
+    plan = make_plan(SimulationSpec(), schools, seed=seed)
+    inv = plan_inventory(plan)
+    local = School(id=LOCAL_SCHOOL, name="本机 (this machine)", district=plan.districts[0],
+                   category="urban", classes=24, contracted_mbps=1000)
+    inventory = inv.model_copy(update={
+        "schools": [*inv.schools, local],
+        "agents": [*inv.agents, AgentEntry(id="demo-gw", school=LOCAL_SCHOOL, role="gateway")]})
+    return plan, inventory
+
+
+def write_configs(workdir: Path, env: dict[str, str], speedtest_url: str, *, smtp_port: int,
+                  inventory: Any, lang: str) -> tuple[Path, Path]:
+    """collector.yaml (inventory, policies, alerts to the local SMTP server) and agent.yaml."""
+    from schoolmon.sim.inventory import write_inventory
+
+    write_inventory(inventory, workdir / "inventory.yaml")
     mqtt = {"host": env["MQTT_HOST"], "port": int(env["MQTT_PORT"])}
     collector = {
         "mqtt": {**mqtt, "username": None, "client_id": "demo-collector"},
         "storage": {"kind": "influxdb1", "url": env["INFLUXDB_URL"], "database": "schoolmon"},
+        "write": {"flush_interval": "200ms"},
+        "inventory": "inventory.yaml", "policies": list(POLICIES),
+        # A pass every few seconds, so the demo's minute shows compliance and alerts.
+        "rules": {"interval": "5s"},
+        "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False},
+                   "from": "demo@schoolmon.example", "to": ["district-it@schoolmon.example"],
+                   "language": lang, "group_wait": "2s",
+                   "state_path": str(workdir / "alerts.db"),
+                   "rules": {"group_interval": "5s"}},
     }
     agent = {
-        "agent": {"id": "demo-gw", "school": "demo-school", "district": "demo"},
+        "agent": {"id": "demo-gw", "school": LOCAL_SCHOOL, "district": inventory.districts[0].id},
         "mqtt": {**mqtt, "session_expiry": "1h"},
         "spool": {"path": str(workdir / "spool.db"), "max_mb": 16},
         "publish": {"ack_timeout": "10s"},
@@ -83,21 +119,26 @@ def write_configs(workdir: Path, env: dict[str, str],
             {"type": "reach", "interval": "5s", "count": 3, "timeout": "1s", "targets": [
                 {"name": "broker", "host": "127.0.0.1", "role": "district", "method": "tcp",
                  "port": int(env["MQTT_PORT"])},
-                {"name": "loopback", "host": "127.0.0.1", "role": "gateway", "method": "icmp"}]},
-            {"type": "speedtest", "interval": "3s", "servers": [speedtest_url],
+                {"name": "loopback", "host": "127.0.0.1", "role": "gateway", "method": "icmp"},
+                # The demo may run offline: the local speed-test server stands in for the
+                # internet, so this machine's school has a figure for the internet rule.
+                {"name": "internet-stand-in", "host": "127.0.0.1", "role": "internet",
+                 "method": "tcp", "port": int(speedtest_url.rsplit(":", 1)[1])}]},
+            {"type": "speedtest", "interval": "10s", "servers": [speedtest_url],
              "duration": "2s", "streams": 2,
              "run_at_start": True, "daily_budget_mb": 4000},
         ],
     }
     paths = workdir / "collector.yaml", workdir / "agent.yaml"
     for path, data in zip(paths, (collector, agent), strict=True):
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                        encoding="utf-8")
     return paths
 
 
-def point_count(url: str, kind: str) -> int:
+def point_count(url: str, kind: str, where: str = "") -> int:
     """Points stored for one kind (the largest per-field count)."""
-    series = influx_query(url, "schoolmon", f'SELECT COUNT(*) FROM "{kind}"')
+    series = influx_query(url, "schoolmon", f'SELECT COUNT(*) FROM "{kind}" {where}')
     if not series:
         return 0
     row = series[0]["values"][0]  # type: ignore[index]
@@ -108,8 +149,10 @@ def summary(url: str) -> list[str]:
     """Points per kind and the latest values, as lines to print."""
     lines = []
     for kind in KINDS:
-        n = point_count(url, kind)
-        last = influx_query(url, "schoolmon", f'SELECT * FROM "{kind}" ORDER BY time DESC LIMIT 1')
+        local = f"WHERE school = '{LOCAL_SCHOOL}'"
+        n = point_count(url, kind, local)
+        last = influx_query(url, "schoolmon",
+                            f'SELECT * FROM "{kind}" {local} ORDER BY time DESC LIMIT 1')
         fields = ""
         if last:
             cols, vals = last[0]["columns"], last[0]["values"][0]  # type: ignore[index]
@@ -121,16 +164,58 @@ def summary(url: str) -> list[str]:
     return lines
 
 
-def run_demo(duration: float, workdir: Path | None = None) -> int:
-    """Run the local stack for ``duration`` seconds (0: until Ctrl-C)."""
+def default_language() -> str:
+    """zh-CN when the locale is Chinese, else en."""
+    loc = os.environ.get("LC_ALL") or os.environ.get("LC_MESSAGES") or os.environ.get("LANG", "")
+    return "zh-CN" if loc.lower().startswith("zh") else "en"
+
+
+def start_processes(workdir: Path, st_port: int, collector_yaml: Path,
+                    agent_yaml: Path) -> list[subprocess.Popen[bytes]]:
+    """The speed-test server, the collector and the local agent, logging into workdir."""
+    cmd = [sys.executable, "-m", "schoolmon"]
+    procs = []
+    with open(workdir / "collector.log", "ab") as clog, \
+            open(workdir / "agent.log", "ab") as alog, \
+            open(workdir / "speedtest.log", "ab") as slog:
+        procs.append(subprocess.Popen([*cmd, "speedtest", "serve", "--listen",
+                                       f"127.0.0.1:{st_port}"], stdout=slog, stderr=slog))
+        wait_listening(st_port)
+        procs.append(subprocess.Popen([*cmd, "collector", "run", "-c", str(collector_yaml)],
+                                      stdout=clog, stderr=clog))
+        procs.append(subprocess.Popen([*cmd, "agent", "run", "-c", str(agent_yaml)],
+                                      stdout=alog, stderr=alog))
+    return procs
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each, then wait (kill after 10 s)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_demo(duration: float, workdir: Path | None = None, lang: str | None = None,
+             schools: int = 20, backfill: int = 3) -> int:
+    """Run the district for ``duration`` live seconds (0: until Ctrl-C), then show the mission."""
+    from collector.config import load_collector_config
+    from schoolmon.demo_show import MailSink, show_mission
+    from schoolmon.simulate import RunOptions, SimulationResult, run_simulation
+
     if not SERVICES.exists():
         print(f"schoolmon demo: {SERVICES} not found; run it from a source checkout",
               file=sys.stderr)
         return 2
+    lang = lang or default_language()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="schoolmon-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     svc_dir = workdir / "services"
-    print(f"schoolmon demo: work directory {workdir}")
+    print(f"schoolmon demo: work directory {workdir}", flush=True)
     started = subprocess.run(["bash", str(SERVICES), "start", str(svc_dir), "mosquitto",
                               "influxdb"], capture_output=True, text=True, check=False)
     if started.returncode != 0:
@@ -138,51 +223,83 @@ def run_demo(duration: float, workdir: Path | None = None) -> int:
               file=sys.stderr)
         return 1
     env = read_env(svc_dir / "services.env")
+    sink = MailSink(workdir / "mail", free_port())
+    sink.start()
     st_port = free_port()
-    collector_yaml, agent_yaml = write_configs(workdir, env, f"http://127.0.0.1:{st_port}")
+    plan, inventory = district(schools, seed=DEMO_SEED)
+    collector_yaml, agent_yaml = write_configs(workdir, env, f"http://127.0.0.1:{st_port}",
+                                               smtp_port=sink.port, inventory=inventory,
+                                               lang=lang)
+    config = load_collector_config(collector_yaml)
     print(f"  Mosquitto  mqtt://{env['MQTT_HOST']}:{env['MQTT_PORT']}")
     print(f"  InfluxDB   {env['INFLUXDB_URL']} (database schoolmon)")
-    cmd = [sys.executable, "-m", "schoolmon"]
-    procs = []
+    print(f"  SMTP       127.0.0.1:{sink.port} (alert mails kept in {sink.directory})")
+    print(f"  district   {len(inventory.schools)} schools ({schools} simulated, "
+          f"{backfill} school days backfilled, and this machine), policies "
+          f"{', '.join(POLICIES)}", flush=True)
+    procs = start_processes(workdir, st_port, collector_yaml, agent_yaml)
+    print(f"  speed-test server http://127.0.0.1:{st_port}, collector and agent running "
+          f"(logs: {workdir}/*.log)", flush=True)
+    results: list[SimulationResult] = []
+    sim = threading.Thread(target=lambda: results.append(run_simulation(
+        config.mqtt, plan, RunOptions(interval=1800, backfill=backfill, ack_timeout=60))),
+        daemon=True)
+    sim.start()
+    code = 0
     try:
-        with open(workdir / "collector.log", "ab") as clog, \
-                open(workdir / "agent.log", "ab") as alog, \
-                open(workdir / "speedtest.log", "ab") as slog:
-            procs.append(subprocess.Popen([*cmd, "speedtest", "serve", "--listen",
-                                           f"127.0.0.1:{st_port}"], stdout=slog, stderr=slog))
-            wait_listening(st_port)
-            procs.append(subprocess.Popen([*cmd, "collector", "run", "-c", str(collector_yaml)],
-                                          stdout=clog, stderr=clog))
-            procs.append(subprocess.Popen([*cmd, "agent", "run", "-c", str(agent_yaml)],
-                                          stdout=alog, stderr=alog))
-        print(f"  speed-test server http://127.0.0.1:{st_port}, collector and agent running "
-              f"(logs: {workdir}/*.log)")
-        begun = time.monotonic()
-        deadline = begun + duration if duration > 0 else float("inf")
-        while time.monotonic() < deadline:
-            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
-            if any(p.poll() is not None for p in procs):
-                print("schoolmon demo: a process exited early; see the logs", file=sys.stderr)
-                return 1
-            counts = ", ".join(f"{k} {point_count(env['INFLUXDB_URL'], k)}" for k in KINDS)
-            print(f"  [{time.monotonic() - begun:4.0f}s] points in InfluxDB: {counts}")
+        code = watch(env["INFLUXDB_URL"], procs, sim, sink, duration)
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    print("\nWhat landed in InfluxDB (measurement, points, latest values):")
+        stop_processes(procs)
+    if code == 0 and results:
+        code = show_mission(workdir, collector_yaml, results[0], sink, lang=lang,
+                            policies=POLICIES)
+    elif code == 0:
+        print("schoolmon demo: the simulated district was not acknowledged; see "
+              f"{workdir}/collector.log", file=sys.stderr)
+        code = 1
+    sink.stop()
+    print("\nWhat landed in InfluxDB from this machine's agent (measurement, points, latest):")
     print("\n".join(summary(env["INFLUXDB_URL"])))
     subprocess.run(["bash", str(SERVICES), "stop", str(svc_dir)], check=False)
     print(f"\nServices stopped; their data stays in {svc_dir}. To look further:\n"
           f"  bash {SERVICES} start {svc_dir} mosquitto influxdb\n"
           f"  curl -G {env['INFLUXDB_URL']}/query --data-urlencode db=schoolmon "
-          f"--data-urlencode 'q=SELECT * FROM iface ORDER BY time DESC LIMIT 5'\n"
-          f"  {os.path.basename(sys.argv[0]) or 'schoolmon'} agent probe iface -c {agent_yaml}")
+          f"--data-urlencode 'q=SELECT * FROM compliance ORDER BY time DESC LIMIT 5'")
+    return code
+
+
+def passes_since(url: str, since_ms: int) -> int:
+    """Rules passes whose compliance points are stored with a time after ``since_ms``."""
+    series = influx_query(url, "schoolmon", f'SELECT COUNT("met") FROM compliance WHERE '
+                          f'time > {since_ms}ms GROUP BY time(1s) fill(none)')
+    return len(series[0]["values"]) if series else 0  # type: ignore[arg-type]
+
+
+def watch(url: str, procs: list[subprocess.Popen[bytes]], sim: threading.Thread,
+          sink: Any, duration: float) -> int:
+    """Progress lines until the duration is over and the district has landed and been judged."""
+    begun = time.monotonic()
+    # After the duration, up to a minute more for the backfill's acks, a pass and the mails.
+    deadline = begun + duration + 60 if duration > 0 else float("inf")
+    landed_ms: int | None = None
+    while time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        if any(p.poll() is not None for p in procs):
+            print("schoolmon demo: a process exited early; see the logs", file=sys.stderr)
+            return 1
+        if landed_ms is None and not sim.is_alive():
+            landed_ms = int(time.time() * 1000)
+        compliance = point_count(url, "compliance")
+        mails = len(sink.subjects())
+        counts = ", ".join(f"{k} {point_count(url, k)}" for k in ("iface", "speedtest", "av"))
+        print(f"  [{time.monotonic() - begun:4.0f}s] district backfill "
+              f"{'running' if landed_ms is None else 'acknowledged'}; points: {counts}, "
+              f"compliance {compliance}; alert mails {mails}", flush=True)
+        # The report shows each rule's newest pass: it must be one that saw the whole
+        # district. A second pass after the backfill landed means the first one is stored.
+        over = duration > 0 and time.monotonic() - begun >= duration
+        if over and landed_ms is not None and mails > 0 and passes_since(url, landed_ms) >= 2:
+            break
     return 0

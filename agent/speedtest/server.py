@@ -4,6 +4,11 @@
     POST /backend/empty.php              body read and discarded (at most MAX_UPLOAD_BYTES)
     GET  /backend/empty.php              empty answer at once (latency)
     GET  /backend/getIP.php              {"processedString": "<client ip>", "rawIspInfo": ""}
+    OPTIONS (any path)                   CORS preflight, as LibreSpeed's backend answers it
+    GET  /servers.json                   LibreSpeed server list naming this server (ecosystem.py)
+    POST /results/telemetry.php          LibreSpeed telemetry: logged, appended to a JSON-lines file
+    GET  /, /classroom                   the classroom browser test page (classroom.py)
+    POST /results/classroom              its result, handed to the school agent's spool
     GET  /healthz                        ok
 
 Written on asyncio streams rather than http.server: one process serves many schools' tests at
@@ -32,6 +37,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from agent.speedtest.classroom import ClassroomResults, classroom_page
+from agent.speedtest.ecosystem import (
+    CORS_HEADERS,
+    MAX_FORM_BYTES,
+    PREFLIGHT_MAX_AGE_S,
+    parse_form,
+    server_base,
+    server_list,
+    telemetry_record,
+)
+
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
@@ -43,7 +59,7 @@ MAX_HEADER_BYTES = 16 * 1024
 # One random block written again and again: the bytes are incompressible, generating them per
 # request would cost more CPU than sending them.
 _BLOCK = os.urandom(MIB)
-_COMMON = b"Cache-Control: no-store, no-cache\r\nAccess-Control-Allow-Origin: *\r\n"
+_COMMON = b"Cache-Control: no-store, no-cache\r\n" + CORS_HEADERS
 LOG_EVERY_S = 60.0
 
 
@@ -132,11 +148,17 @@ class _Reporter:
 class SpeedtestServer:
     """The connection handler, with the limits and the counts it enforces them with."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, name: str = "schoolmon",
+                 telemetry_path: str | None = None,
+                 classroom: ClassroomResults | None = None) -> None:
         self.limits = limits or Limits()
         self.report = _Reporter()
         self.connections: Counter[str] = Counter()
         self.transfers: Counter[str] = Counter()  # client address -> streams in progress
+        self.name = name
+        self.telemetry_path = telemetry_path
+        self.telemetry_count = 0
+        self.classroom = classroom
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection (keep-alive) until the client closes it or a limit ends it."""
@@ -186,6 +208,8 @@ class SpeedtestServer:
                 raise BadRequestError(400, "bad request target") from None
             await self._route(method, url.path, url.query, headers, reader=reader,
                               writer=writer, peer=peer, client=client)
+            if method == "POST" and url.path.startswith("/results/"):
+                await self._answer_result(url.path, headers, reader, writer, client)
             if headers.get("connection", "").lower() == "close":
                 return
 
@@ -222,12 +246,65 @@ class SpeedtestServer:
             writer.write(_response(200, "OK", body, b"application/json"))
         elif path == "/healthz" and method == "GET":
             writer.write(_response(200, "OK", b"ok\n"))
+        elif method == "OPTIONS":  # CORS preflight of a cross-origin upload or telemetry
+            writer.write(_response(204, "No Content").replace(
+                b"Content-Length: 0\r\n",
+                f"Content-Length: 0\r\nAccess-Control-Max-Age: {PREFLIGHT_MAX_AGE_S}\r\n"
+                .encode()))
+        elif path in ("/servers.json", "/backend/servers.json") and method == "GET":
+            base = server_base(headers.get("host"), writer.get_extra_info("sockname"))
+            writer.write(_response(200, "OK", server_list(base, self.name),
+                                   b"application/json"))
+        elif path in ("/", "/classroom", "/classroom.html") and method == "GET":
+            writer.write(_response(200, "OK", classroom_page(), b"text/html; charset=utf-8"))
+        elif path.startswith("/results/") and method == "POST":
+            return  # answered by _answer_result, which reads the body
         elif method not in ("GET", "POST", "HEAD"):
             raise BadRequestError(405, "method not allowed")
         else:
             raise BadRequestError(404, "not found")
         async with asyncio.timeout(self.limits.stall_timeout):
             await writer.drain()
+
+    async def _answer_result(self, path: str, headers: dict[str, str],
+                             reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                             client: str) -> None:
+        body = await self._read_small_body(reader, headers)
+        if path == "/results/telemetry.php":
+            form = parse_form(body, headers.get("content-type", ""))
+            self.telemetry_count += 1
+            record = telemetry_record(form, client, self.telemetry_count)
+            log.info("telemetry %d from %s: dl=%s ul=%s ping=%s jitter=%s", record["id"],
+                     client, record["dl"], record["ul"], record["ping"], record["jitter"])
+            if self.telemetry_path:
+                with open(self.telemetry_path, "ab") as f:
+                    f.write(orjson.dumps(record) + b"\n")
+            writer.write(_response(200, "OK", f"id {record['id']}".encode()))
+        elif path == "/results/classroom" and self.classroom is not None:
+            try:
+                stored = self.classroom.store(body, client, server_base(
+                    headers.get("host"), writer.get_extra_info("sockname")))
+            except ValueError as exc:
+                raise BadRequestError(400, str(exc)[:200]) from None
+            writer.write(_response(200, "OK", orjson.dumps(stored), b"application/json"))
+        elif path == "/results/classroom":
+            raise BadRequestError(404, "this server keeps no classroom results "
+                                       "(start it with --agent-config)")
+        else:
+            raise BadRequestError(404, "not found")
+        async with asyncio.timeout(self.limits.stall_timeout):
+            await writer.drain()
+
+    async def _read_small_body(self, reader: asyncio.StreamReader,
+                               headers: dict[str, str]) -> bytes:
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            raise BadRequestError(400, "bad Content-Length") from None
+        if not 0 <= length <= MAX_FORM_BYTES:
+            raise BadRequestError(413, f"body over {MAX_FORM_BYTES} bytes")
+        async with asyncio.timeout(self.limits.stall_timeout):
+            return await reader.readexactly(length)
 
     async def _send_garbage(self, writer: asyncio.StreamWriter, size_mib: int) -> None:
         writer.write(_response(200, "OK", content_type=b"application/octet-stream")
@@ -255,9 +332,10 @@ class SpeedtestServer:
 
 
 async def serve(host: str, port: int, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None, limits: Limits | None = None) -> None:
+                stop: asyncio.Event | None = None, limits: Limits | None = None, *,
+                handler: SpeedtestServer | None = None) -> None:
     """Listen until ``stop`` is set (or forever)."""
-    handler = SpeedtestServer(limits)
+    handler = handler or SpeedtestServer(limits)
     server = await asyncio.start_server(handler.handle, host, port, limit=MAX_HEADER_BYTES,
                                         reuse_address=True)
     addrs = ", ".join(str(s.getsockname()) for s in server.sockets)
