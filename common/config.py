@@ -8,6 +8,7 @@ variable is a config error with its path, like any other.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -167,6 +168,33 @@ class WithSecrets(Strict):
         return self._secrets.get(name)
 
 
+def split_host_port(value: str) -> tuple[str, int | None]:
+    """'[v6]:port', '[v6]', 'name:port', 'name', a bare IPv6 address -> (host, port or None).
+
+    Raises ValueError for a malformed value (brackets around something not IPv6, a bad port).
+    """
+    text = value.strip()
+    if text.startswith("["):
+        inner, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{value!r}: expected [IPv6] or [IPv6]:PORT")
+        try:
+            ipaddress.IPv6Address(inner.split("%", 1)[0])  # a zone (%eth0) is allowed
+        except ValueError:
+            raise ValueError(f"{value!r}: {inner!r} is not an IPv6 address") from None
+        return inner, _port(rest[1:], value) if rest else None
+    if text.count(":") == 1:  # name:port; two or more colons: a bare IPv6 address
+        host, _, port = text.partition(":")
+        return host, _port(port, value)
+    return text, None
+
+
+def _port(text: str, value: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{value!r}: the port must be 1..65535")
+    return int(text)
+
+
 class TlsSettings(Strict):
     """TLS for MQTT: CA to verify the broker; optional client certificate."""
 
@@ -200,6 +228,17 @@ class MqttSettings(WithSecrets):
     # listener, RabbitMQ's MQTT plugin): no session expiry (a session is kept, clean_session
     # false, when session_expiry is not 0), no shared subscriptions.
     protocol: Literal["v5", "v311"] = "v5"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_port(cls, data: Any) -> Any:
+        """``host: "[2001:db8::1]:8883"`` (or ``"broker:8883"``, ``"[::1]"``): host and port."""
+        if isinstance(data, dict) and isinstance(data.get("host"), str):
+            host, port = split_host_port(data["host"])
+            if port is not None and "port" in data and data["port"] != port:
+                raise ValueError(f"host: gives port {port}, port: says {data['port']}")
+            data = {**data, "host": host, **({"port": port} if port is not None else {})}
+        return data
 
 
 def format_validation_error(file: str, exc: ValidationError) -> list[str]:

@@ -47,6 +47,7 @@ from agent.speedtest.ecosystem import (
     server_list,
     telemetry_record,
 )
+from common.config import split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,10 @@ async def serve(host: str, port: int, ready: asyncio.Event | None = None,
 
 def parse_listen(value: str) -> tuple[str, int]:
     """'HOST:PORT' or '[v6]:PORT' -> (host, port); raises ValueError."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen {value!r}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    try:
+        host, port = split_host_port(value)
+    except ValueError as exc:
+        raise ValueError(f"--listen {exc}") from None
+    if port is None:
+        raise ValueError(f"--listen {value!r}: expected HOST:PORT or [IPv6]:PORT")
+    return host or "0.0.0.0", port
