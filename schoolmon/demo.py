@@ -27,6 +27,7 @@ KINDS = ("iface", "host", "reach", "speedtest", "agent")
 POLICIES = ("cn-moe-2017", "guangzhou-2017")
 LOCAL_SCHOOL = "demo-local"
 DEMO_SEED = 7
+SIM_INTERVAL_S = 1800  # a sample per agent and kind every 30 min: a few days land in seconds
 
 
 def free_port() -> int:
@@ -101,8 +102,9 @@ def write_configs(workdir: Path, env: dict[str, str], speedtest_url: str, *, smt
         "storage": {"kind": "influxdb1", "url": env["INFLUXDB_URL"], "database": "schoolmon"},
         "write": {"flush_interval": "200ms"},
         "inventory": "inventory.yaml", "policies": list(POLICIES),
-        # A pass every few seconds, so the demo's minute shows compliance and alerts.
-        "rules": {"interval": "5s"},
+        # A pass every few seconds, so the demo's minute shows compliance and alerts; the
+        # simulated schools report every 30 min (SIM_INTERVAL_S), so "recent" must be longer.
+        "rules": {"interval": "5s", "recent": "1h"},
         "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False},
                    "from": "demo@schoolmon.example", "to": ["district-it@schoolmon.example"],
                    "language": lang, "group_wait": "2s",
@@ -242,7 +244,7 @@ def run_demo(duration: float, workdir: Path | None = None, lang: str | None = No
           f"(logs: {workdir}/*.log)", flush=True)
     results: list[SimulationResult] = []
     sim = threading.Thread(target=lambda: results.append(run_simulation(
-        config.mqtt, plan, RunOptions(interval=1800, backfill=backfill, ack_timeout=60))),
+        config.mqtt, plan, RunOptions(interval=SIM_INTERVAL_S, backfill=backfill, ack_timeout=60))),
         daemon=True)
     sim.start()
     code = 0

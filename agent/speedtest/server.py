@@ -29,17 +29,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import orjson
 
 from agent.speedtest.classroom import ClassroomResults, classroom_page
 from agent.speedtest.ecosystem import (
-    CORS_HEADERS,
     MAX_FORM_BYTES,
     PREFLIGHT_MAX_AGE_S,
     parse_form,
@@ -47,12 +45,18 @@ from agent.speedtest.ecosystem import (
     server_list,
     telemetry_record,
 )
+from agent.speedtest.server_http import (
+    BadRequestError,
+    Reporter,
+    parse_cksize,
+    read_head,
+    response,
+)
 from common.config import split_host_port
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
-MAX_CKSIZE = 1024  # MiB per garbage request
 MAX_UPLOAD_BYTES = 1 << 30
 # Also the StreamReader's buffer bound: a partial head never holds more than this (plus one
 # socket read); bodies are drained as they come, so uploads stay fast.
@@ -60,8 +64,6 @@ MAX_HEADER_BYTES = 16 * 1024
 # One random block written again and again: the bytes are incompressible, generating them per
 # request would cost more CPU than sending them.
 _BLOCK = os.urandom(MIB)
-_COMMON = b"Cache-Control: no-store, no-cache\r\n" + CORS_HEADERS
-LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -77,75 +79,6 @@ class Limits:
     retry_after_s: int = 10
 
 
-class BadRequestError(Exception):
-    """An answer 4xx: status and reason."""
-
-    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-def _response(status: int, reason: str, body: bytes = b"",
-              content_type: bytes = b"text/plain", *, close: bool = False,
-              retry_after: int | None = None) -> bytes:
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n".encode()
-            + b"Content-Type: " + content_type + b"\r\n" + _COMMON
-            + (f"Retry-After: {retry_after}\r\n".encode() if retry_after else b"")
-            + (b"Connection: close\r\n" if close else b""))
-    return head + b"\r\n" + body
-
-
-def parse_cksize(query: str) -> int:
-    """ckSize in MiB from a query string (default 4); raises BadRequestError."""
-    values = parse_qs(query).get("ckSize", ["4"])
-    try:
-        size = int(values[0])
-    except ValueError:
-        raise BadRequestError(400, "ckSize must be an integer") from None
-    if not 1 <= size <= MAX_CKSIZE:
-        raise BadRequestError(400, f"ckSize must be 1..{MAX_CKSIZE}")
-    return size
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]] | None:
-    try:
-        raw = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError:
-        return None  # the client closed the connection
-    except asyncio.LimitOverrunError:
-        raise BadRequestError(431, "headers too large") from None
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise BadRequestError(400, "bad request line")
-    headers = {}
-    for line in lines[1:]:
-        if ":" in line:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-    return parts[0], parts[1], headers
-
-
-@dataclass
-class _Reporter:
-    """One log line per cause per minute, saying how many happened since the last one."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    _logged: dict[str, float] = field(default_factory=dict)
-    _since: Counter[str] = field(default_factory=Counter)
-
-    def note(self, cause: str, detail: str) -> None:
-        self.counts[cause] += 1
-        self._since[cause] += 1
-        now = time.monotonic()
-        if now - self._logged.get(cause, -1e18) >= LOG_EVERY_S:
-            self._logged[cause] = now
-            log.warning("speed-test server: %s (%s); %d in the last minute", cause,
-                        detail[:200], self._since.pop(cause))
-
-
 class SpeedtestServer:
     """The connection handler, with the limits and the counts it enforces them with."""
 
@@ -153,7 +86,7 @@ class SpeedtestServer:
                  telemetry_path: str | None = None,
                  classroom: ClassroomResults | None = None) -> None:
         self.limits = limits or Limits()
-        self.report = _Reporter()
+        self.report = Reporter()
         self.connections: Counter[str] = Counter()
         self.transfers: Counter[str] = Counter()  # client address -> streams in progress
         self.name = name
@@ -177,7 +110,7 @@ class SpeedtestServer:
             if exc.status != 429:
                 self.report.note(f"bad request {exc.status}", f"{client}: {exc.reason}")
             with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-                writer.write(_response(exc.status, exc.reason, exc.reason.encode(), close=True,
+                writer.write(response(exc.status, exc.reason, exc.reason.encode(), close=True,
                                        retry_after=exc.retry_after))
                 async with asyncio.timeout(lim.stall_timeout):
                     await writer.drain()
@@ -199,7 +132,7 @@ class SpeedtestServer:
                      peer: tuple[str, int] | None, client: str) -> None:
         while True:
             async with asyncio.timeout(self.limits.head_timeout):
-                head = await _read_head(reader)
+                head = await read_head(reader)
             if head is None:
                 return
             method, target, headers = head
@@ -241,23 +174,23 @@ class SpeedtestServer:
             if method == "POST":
                 with self._transfer(client):
                     await self._discard_body(reader, headers)
-            writer.write(_response(200, "OK"))
+            writer.write(response(200, "OK"))
         elif path == "/backend/getIP.php" and method == "GET":
             body = orjson.dumps({"processedString": peer[0] if peer else "", "rawIspInfo": ""})
-            writer.write(_response(200, "OK", body, b"application/json"))
+            writer.write(response(200, "OK", body, b"application/json"))
         elif path == "/healthz" and method == "GET":
-            writer.write(_response(200, "OK", b"ok\n"))
+            writer.write(response(200, "OK", b"ok\n"))
         elif method == "OPTIONS":  # CORS preflight of a cross-origin upload or telemetry
-            writer.write(_response(204, "No Content").replace(
+            writer.write(response(204, "No Content").replace(
                 b"Content-Length: 0\r\n",
                 f"Content-Length: 0\r\nAccess-Control-Max-Age: {PREFLIGHT_MAX_AGE_S}\r\n"
                 .encode()))
         elif path in ("/servers.json", "/backend/servers.json") and method == "GET":
             base = server_base(headers.get("host"), writer.get_extra_info("sockname"))
-            writer.write(_response(200, "OK", server_list(base, self.name),
+            writer.write(response(200, "OK", server_list(base, self.name),
                                    b"application/json"))
         elif path in ("/", "/classroom", "/classroom.html") and method == "GET":
-            writer.write(_response(200, "OK", classroom_page(), b"text/html; charset=utf-8"))
+            writer.write(response(200, "OK", classroom_page(), b"text/html; charset=utf-8"))
         elif path.startswith("/results/") and method == "POST":
             return  # answered by _answer_result, which reads the body
         elif method not in ("GET", "POST", "HEAD"):
@@ -280,14 +213,14 @@ class SpeedtestServer:
             if self.telemetry_path:
                 with open(self.telemetry_path, "ab") as f:
                     f.write(orjson.dumps(record) + b"\n")
-            writer.write(_response(200, "OK", f"id {record['id']}".encode()))
+            writer.write(response(200, "OK", f"id {record['id']}".encode()))
         elif path == "/results/classroom" and self.classroom is not None:
             try:
                 stored = self.classroom.store(body, client, server_base(
                     headers.get("host"), writer.get_extra_info("sockname")))
             except ValueError as exc:
                 raise BadRequestError(400, str(exc)[:200]) from None
-            writer.write(_response(200, "OK", orjson.dumps(stored), b"application/json"))
+            writer.write(response(200, "OK", orjson.dumps(stored), b"application/json"))
         elif path == "/results/classroom":
             raise BadRequestError(404, "this server keeps no classroom results "
                                        "(start it with --agent-config)")
@@ -308,7 +241,7 @@ class SpeedtestServer:
             return await reader.readexactly(length)
 
     async def _send_garbage(self, writer: asyncio.StreamWriter, size_mib: int) -> None:
-        writer.write(_response(200, "OK", content_type=b"application/octet-stream")
+        writer.write(response(200, "OK", content_type=b"application/octet-stream")
                      .replace(b"Content-Length: 0", f"Content-Length: {size_mib * MIB}".encode()))
         for _ in range(size_mib):
             writer.write(_BLOCK)
