@@ -9,6 +9,7 @@ schools that miss; the mails; the HTML and CSV reports; where Grafana's provisio
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -20,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
+
+from schoolmon.demo_config import LOCAL_SCHOOL, POLICIES
 
 SERVICES = Path(__file__).resolve().parents[1] / "scripts" / "services.sh"
 KINDS = ("iface", "host", "reach", "speedtest", "agent")
-POLICIES = ("cn-moe-2017", "guangzhou-2017")
-LOCAL_SCHOOL = "demo-local"
 DEMO_SEED = 7
 SIM_INTERVAL_S = 1800  # a sample per agent and kind every 30 min: a few days land in seconds
 
@@ -71,71 +71,6 @@ def influx_query(url: str, db: str, query: str) -> list[dict[str, object]]:
         raise RuntimeError(result["error"])
     series: list[dict[str, object]] = result.get("series", [])
     return series
-
-
-def district(schools: int, seed: int) -> tuple[Any, Any]:
-    """The simulated district's plan, and its inventory with the local school added."""
-    from collector.inventory import AgentEntry, School
-    from schoolmon.sim.inventory import plan_inventory
-    from schoolmon.sim.plan import make_plan
-    from schoolmon.sim.spec import SimulationSpec
-
-    plan = make_plan(SimulationSpec(), schools, seed=seed)
-    inv = plan_inventory(plan)
-    local = School(id=LOCAL_SCHOOL, name="本机 (this machine)", district=plan.districts[0],
-                   category="urban", classes=24, contracted_mbps=1000)
-    inventory = inv.model_copy(update={
-        "schools": [*inv.schools, local],
-        "agents": [*inv.agents, AgentEntry(id="demo-gw", school=LOCAL_SCHOOL, role="gateway")]})
-    return plan, inventory
-
-
-def write_configs(workdir: Path, env: dict[str, str], speedtest_url: str, *, smtp_port: int,
-                  inventory: Any, lang: str) -> tuple[Path, Path]:
-    """collector.yaml (inventory, policies, alerts to the local SMTP server) and agent.yaml."""
-    from schoolmon.sim.inventory import write_inventory
-
-    write_inventory(inventory, workdir / "inventory.yaml")
-    mqtt = {"host": env["MQTT_HOST"], "port": int(env["MQTT_PORT"])}
-    collector = {
-        "mqtt": {**mqtt, "username": None, "client_id": "demo-collector"},
-        "storage": {"kind": "influxdb1", "url": env["INFLUXDB_URL"], "database": "schoolmon"},
-        "write": {"flush_interval": "200ms"},
-        "inventory": "inventory.yaml", "policies": list(POLICIES),
-        # A pass every few seconds, so the demo's minute shows compliance and alerts; the
-        # simulated schools report every 30 min (SIM_INTERVAL_S), so "recent" must be longer.
-        "rules": {"interval": "5s", "recent": "1h"},
-        "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False},
-                   "from": "demo@schoolmon.example", "to": ["district-it@schoolmon.example"],
-                   "language": lang, "group_wait": "2s",
-                   "state_path": str(workdir / "alerts.db"),
-                   "rules": {"group_interval": "5s"}},
-    }
-    agent = {
-        "agent": {"id": "demo-gw", "school": LOCAL_SCHOOL, "district": inventory.districts[0].id},
-        "mqtt": {**mqtt, "session_expiry": "1h"},
-        "spool": {"path": str(workdir / "spool.db"), "max_mb": 16},
-        "publish": {"ack_timeout": "10s"},
-        "probes": [
-            {"type": "iface", "interval": "2s"}, {"type": "host", "interval": "5s"},
-            {"type": "reach", "interval": "5s", "count": 3, "timeout": "1s", "targets": [
-                {"name": "broker", "host": "127.0.0.1", "role": "district", "method": "tcp",
-                 "port": int(env["MQTT_PORT"])},
-                {"name": "loopback", "host": "127.0.0.1", "role": "gateway", "method": "icmp"},
-                # The demo may run offline: the local speed-test server stands in for the
-                # internet, so this machine's school has a figure for the internet rule.
-                {"name": "internet-stand-in", "host": "127.0.0.1", "role": "internet",
-                 "method": "tcp", "port": int(speedtest_url.rsplit(":", 1)[1])}]},
-            {"type": "speedtest", "interval": "10s", "servers": [speedtest_url],
-             "duration": "2s", "streams": 2,
-             "run_at_start": True, "daily_budget_mb": 4000},
-        ],
-    }
-    paths = workdir / "collector.yaml", workdir / "agent.yaml"
-    for path, data in zip(paths, (collector, agent), strict=True):
-        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-                        encoding="utf-8")
-    return paths
 
 
 def point_count(url: str, kind: str, where: str = "") -> int:
@@ -206,12 +141,13 @@ def run_demo(duration: float, workdir: Path | None = None, lang: str | None = No
              schools: int = 20, backfill: int = 3) -> int:
     """Run the district for ``duration`` live seconds (0: until Ctrl-C), then show the mission."""
     from collector.config import load_collector_config
+    from schoolmon.demo_config import district, write_configs
     from schoolmon.demo_show import MailSink, show_mission
     from schoolmon.simulate import RunOptions, SimulationResult, run_simulation
 
-    if not SERVICES.exists():
-        print(f"schoolmon demo: {SERVICES} not found; run it from a source checkout",
-              file=sys.stderr)
+    missing = missing_prerequisite()
+    if missing:
+        print(f"schoolmon demo: {missing}", file=sys.stderr)
         return 2
     lang = lang or default_language()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="schoolmon-demo-"))
@@ -242,6 +178,9 @@ def run_demo(duration: float, workdir: Path | None = None, lang: str | None = No
     procs = start_processes(workdir, st_port, collector_yaml, agent_yaml)
     print(f"  speed-test server http://127.0.0.1:{st_port}, collector and agent running "
           f"(logs: {workdir}/*.log)", flush=True)
+    # The simulator resends what a collector busy with the backfill has not acked in 30 s:
+    # expected on a small machine, and not what the demo is about.
+    logging.getLogger("schoolmon.sim").setLevel(logging.ERROR)
     results: list[SimulationResult] = []
     sim = threading.Thread(target=lambda: results.append(run_simulation(
         config.mqtt, plan, RunOptions(interval=SIM_INTERVAL_S, backfill=backfill, ack_timeout=60))),
@@ -262,6 +201,23 @@ def run_demo(duration: float, workdir: Path | None = None, lang: str | None = No
               f"{workdir}/collector.log", file=sys.stderr)
         code = 1
     sink.stop()
+    finish(env, svc_dir)
+    return code
+
+
+def missing_prerequisite() -> str | None:
+    """Why the demo cannot run here (one line), or None."""
+    if not SERVICES.exists():
+        return f"{SERVICES} not found; run it from a source checkout"
+    try:
+        import aiosmtpd  # noqa: F401 - the demo's mail server; a dev extra, made by `make demo`
+    except ImportError:
+        return "needs aiosmtpd for its mail server: pip install aiosmtpd (make demo installs it)"
+    return None
+
+
+def finish(env: dict[str, str], svc_dir: Path) -> None:
+    """Show what this machine's agent sent, stop the services, say how to look further."""
     print("\nWhat landed in InfluxDB from this machine's agent (measurement, points, latest):")
     print("\n".join(summary(env["INFLUXDB_URL"])))
     subprocess.run(["bash", str(SERVICES), "stop", str(svc_dir)], check=False)
@@ -269,7 +225,6 @@ def run_demo(duration: float, workdir: Path | None = None, lang: str | None = No
           f"  bash {SERVICES} start {svc_dir} mosquitto influxdb\n"
           f"  curl -G {env['INFLUXDB_URL']}/query --data-urlencode db=schoolmon "
           f"--data-urlencode 'q=SELECT * FROM compliance ORDER BY time DESC LIMIT 5'")
-    return code
 
 
 def passes_since(url: str, since_ms: int) -> int:

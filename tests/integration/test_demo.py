@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from schoolmon.demo import DEMO_SEED, POLICIES
+from schoolmon.demo import DEMO_SEED
+from schoolmon.demo_config import POLICIES
 from schoolmon.demo_show import decode_subject
 from schoolmon.sim.plan import make_plan
 from schoolmon.sim.spec import SimulationSpec
