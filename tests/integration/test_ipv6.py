@@ -15,6 +15,7 @@ from tests.integration.netns_stack import BROKER_PORT, NsStack
 
 pytestmark = pytest.mark.integration
 RATE_MBIT = 50.0
+COMMUNITY = "v6-public"
 ST_PORT = 8080
 
 
@@ -41,9 +42,21 @@ def test_config_forms() -> None:
             MqttSettings.model_validate(bad)
 
 
-def test_agent_over_ipv6_delivers_and_measures(tmp_path: Path) -> None:
-    """Broker and speed-test server on the server side's IPv6 address only; the agent's MQTT
-    connection comes from the client's IPv6 address and its speed test measures the link."""
+def start_snmpd(stack: NsStack, tmp: Path, address: str) -> None:
+    """Net-SNMP snmpd on the server namespace's IPv6 address only (UDP/IPv6, port 161)."""
+    conf = tmp / "snmpd.conf"
+    conf.write_text(f"rocommunity6 {COMMUNITY} fd00:5c:1::/64\n", encoding="utf-8")
+    stack.spawn(stack.in_server([
+        "env", f"SNMP_PERSISTENT_DIR={tmp / 'snmp-persist'}", "snmpd", "-C", "-c", str(conf),
+        "-p", str(tmp / "snmpd.pid"), "-Lf", str(tmp / "snmpd.log"), "-f", "-M", "/nonexistent",
+        "-m", "", f"udp6:[{address}]:161"]), tmp / "snmpd.out")
+
+
+def test_agent_over_ipv6_delivers_and_measures(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Broker, speed-test server, a switch's snmpd on the server side's IPv6 address only; the
+    agent's MQTT connection comes from the client's IPv6 address, its speed test measures the
+    link, reach (TCP, ICMPv6) and SNMP (UDP/IPv6) answer."""
     from bench.netlab import ShapedLink, available
 
     why = available()
@@ -53,7 +66,9 @@ def test_agent_over_ipv6_delivers_and_measures(tmp_path: Path) -> None:
         add_ipv6(link.server_ns, server6)
         add_ipv6(link.client_ns, client6)
         stack = NsStack(link, tmp_path)
+        monkeypatch.setenv("SCHOOLMON_V6_COMMUNITY", COMMUNITY)  # the agent inherits it
         try:
+            start_snmpd(stack, tmp_path, server6)
             stack.start_broker()
             stack.start_influxdb()
             stack.start_collector()
@@ -75,6 +90,9 @@ def test_agent_over_ipv6_delivers_and_measures(tmp_path: Path) -> None:
                           "method": "tcp", "port": BROKER_PORT},
                          {"name": "hub-icmp", "host": server6, "role": "district",
                           "method": "icmp"}]},
+                    {"type": "snmp", "interval": "2s", "timeout": "1s", "retries": 1,
+                     "targets": [{"name": "hub-sw", "host": server6, "version": "2c",
+                                  "community_env": "SCHOOLMON_V6_COMMUNITY"}]},
                     {"type": "speedtest", "interval": "5s", "run_at_start": True,
                      "servers": [f"http://[{server6}]:{ST_PORT}"], "duration": "3s",
                      "streams": 2, "daily_budget_mb": 500}]})
@@ -85,6 +103,8 @@ def test_agent_over_ipv6_delivers_and_measures(tmp_path: Path) -> None:
             wait_until(lambda: stack.count("reach", "up", "target = 'hub-icmp'") >= 1
                        and stack.count("reach", "up", "target = 'hub-tcp'") >= 1, 30,
                        "reach samples over IPv6")
+            wait_until(lambda: stack.count("netdev", "uptime_s", "device = 'hub-sw'") >= 1, 30,
+                       "SNMP over IPv6: the switch's sysUpTime")
             reach = {s["tags"]["target"]: dict(zip(s["columns"], s["values"][0], strict=True))
                      for s in stack.query("SELECT last(up) AS up, last(rtt_ms) AS rtt_ms "
                                           "FROM reach GROUP BY target")}
