@@ -16,6 +16,8 @@ import email.parser
 import email.policy
 import re
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -72,3 +74,22 @@ def telemetry_record(form: dict[str, str], client: str, test_id: int) -> dict[st
     for key in TELEMETRY_FIELDS:
         record[key] = form.get(key, "")[:4096]
     return record
+
+
+class PerMinute:
+    """At most ``limit`` events in any 60 s: a LAN device cannot fill a disk with results."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self._times: deque[float] = deque()
+
+    def allow(self) -> bool:
+        """Count one event if there is room; False when over the limit."""
+        now = self.clock()
+        while self._times and now - self._times[0] >= 60.0:
+            self._times.popleft()
+        if len(self._times) >= self.limit:
+            return False
+        self._times.append(now)
+        return True

@@ -40,6 +40,7 @@ from agent.speedtest.classroom import ClassroomResults, classroom_page
 from agent.speedtest.ecosystem import (
     MAX_FORM_BYTES,
     PREFLIGHT_MAX_AGE_S,
+    PerMinute,
     parse_form,
     server_base,
     server_list,
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 MAX_UPLOAD_BYTES = 1 << 30
+RESULTS_PER_MINUTE = 30  # telemetry and classroom results stored, from all clients
 # Also the StreamReader's buffer bound: a partial head never holds more than this (plus one
 # socket read); bodies are drained as they come, so uploads stay fast.
 MAX_HEADER_BYTES = 16 * 1024
@@ -93,6 +95,8 @@ class SpeedtestServer:
         self.telemetry_path = telemetry_path
         self.telemetry_count = 0
         self.classroom = classroom
+        # Telemetry and classroom results, together: a few schools' tests a minute at most.
+        self.results_rate = PerMinute(RESULTS_PER_MINUTE)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection (keep-alive) until the client closes it or a limit ends it."""
@@ -204,6 +208,9 @@ class SpeedtestServer:
                              reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                              client: str) -> None:
         body = await self._read_small_body(reader, headers)
+        if not self.results_rate.allow():
+            self.report.note("results over the limit", f"{client}: {path}")
+            raise BadRequestError(429, "too many results", self.limits.retry_after_s)
         if path == "/results/telemetry.php":
             form = parse_form(body, headers.get("content-type", ""))
             self.telemetry_count += 1
