@@ -62,7 +62,11 @@ def test_demo_shows_the_mission_mails_and_reports(tmp_path: Path) -> None:
     for policy in POLICIES:
         html = tmp_path / "report" / policy / "report.html"
         assert f"report: {html}" in out
-        assert 'data-rule="' in html.read_text(encoding="utf-8")
+        page = html.read_text(encoding="utf-8")
+        assert 'data-rule="' in page
+        # The trend: a point per backfilled day (schoolmon evaluate) and today (the live pass).
+        trend = re.findall(r'<polyline points="([^"]+)"', page)
+        assert trend and all(len(line.split()) >= 3 for line in trend), trend
         with open(html.with_name("report.csv"), encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
         assert {r["school"] for r in rows} == {s.id for s in plan.schools} | {"demo-local"}
