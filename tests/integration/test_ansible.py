@@ -120,9 +120,9 @@ def _extra_vars(root: Path, services: Services, database: str, store: Path) -> d
         "schoolmon_collector_smtp_password": "smtp-secret-1",
         "schoolmon_collector_influx_url": services.influx_url,
         "schoolmon_collector_influx_database": database,
-        # site.yml's wiring of the mosquitto role to the collector's own venv and config.
-        "mosquitto_schoolmon_bin": "/opt/schoolmon/collector/venv/bin/schoolmon",
-        "mosquitto_collector_config": "/etc/schoolmon/collector/collector.yaml",
+        # The mosquitto role finds the collector's venv and config by its defaults (site.yml
+        # sets nothing); the agents' listener on loopback only.
+        "mosquitto_listen_address": "127.0.0.1",
         "schoolmon_version": VERSION, "schoolmon_artifact_dir": str(store),
         # Free ports, so the rendered broker can run beside the others on this machine.
         "mosquitto_local_port": (local := _free_port()), "mosquitto_tls_port": _free_port(),
@@ -198,6 +198,21 @@ def test_secrets_are_private_and_the_broker_knows_every_agent(rendered: Path) ->
         agent_password
     assert {p.name for p in (generated / "passwords").iterdir()} == {
         "gz-th-001-gw.password", "gz-th-001-pc301.password", "gz-th-tp-07-gw.password"}
+
+
+def test_fetched_passwords_private_and_listener_address(rendered: Path) -> None:
+    """On the control node each fetched agent password is 0600 in a 0700 directory; the TLS
+    listener binds mosquitto_listen_address."""
+    fetched = rendered.parent / "play" / "secrets" / "mqtt"
+    assert stat.S_IMODE(fetched.stat().st_mode) == 0o700
+    files = sorted(fetched.iterdir())
+    assert [p.name for p in files] == ["gz-th-001-gw.password", "gz-th-001-pc301.password",
+                                       "gz-th-tp-07-gw.password"]
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    listeners = [line for line in (rendered / "etc/mosquitto/conf.d/schoolmon.conf")
+                 .read_text().splitlines() if line.startswith("listener ")]
+    assert len(listeners) == 2 and all(line.endswith(" 127.0.0.1") for line in listeners)
 
 
 def test_collector_and_agent_share_the_host(rendered: Path) -> None:
