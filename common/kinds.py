@@ -89,7 +89,11 @@ KINDS: Final[dict[str, KindSpec]] = {
                    "err_cover err_filter err_other")},
         {"rtt_ms": MS, **_same("err_fan err_lamp err_temp err_cover err_filter err_other",
                                PJLINK_ERR)}),
-    "speedtest": _spec("server", _numbers("down_mbps up_mbps rtt_ms jitter_ms bytes duration_s"),
+    # method "browser": a teacher's test from a classroom PC (agent/speedtest/classroom.py),
+    # which measures the room's own Wi-Fi and switch too; absent: the agent's own test.
+    "speedtest": _spec("server", {
+        **_numbers("down_mbps up_mbps rtt_ms jitter_ms bytes duration_s"),
+        "method": _S, "classroom": _S},
                        {**_same("down_mbps up_mbps", MBPS), **_same("rtt_ms jitter_ms", MS),
                         "duration_s": (0.0, 86400.0)}),
     "agent": _spec("", {

@@ -41,3 +41,7 @@ TARGET_ROLES: Final = frozenset(get_args(TargetRole))
 AGENT_ROLES: Final = frozenset(get_args(AgentRole))
 NETWORK_LINK_ROLES: Final = frozenset(get_args(NetworkLinkRole))
 DEVICE_TYPES: Final = frozenset(get_args(DeviceType))
+
+# A speedtest sample's ``method`` field when a teacher ran it in a classroom browser
+# (agent/speedtest/classroom.py); the rules keep such tests apart from the school's access.
+BROWSER_METHOD: Final = "browser"

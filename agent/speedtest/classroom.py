@@ -23,6 +23,7 @@ from typing import Final
 
 import orjson
 
+from common.vocab import BROWSER_METHOD
 from common.wire import ID_RE, Sample, encode_samples
 
 # What a browser result may claim: the speedtest kind's own bounds (common/kinds.py).
@@ -49,7 +50,7 @@ def browser_sample(body: bytes, server: str, now_ms: int) -> Sample:
     room = raw.get("classroom")
     if not isinstance(room, str) or not ID_RE.fullmatch(room):
         raise ValueError("classroom: a room id like c-101 (letters, digits, . _ -)")
-    fields: dict[str, float | str] = {"method": "browser", "classroom": room}
+    fields: dict[str, float | str] = {"method": BROWSER_METHOD, "classroom": room}
     for name, (low, high) in _BOUNDS.items():
         value = raw.get(name)
         if value is None and name not in REQUIRED:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from collector.inventory import School
 from collector.rules.window import BucketGeometry, RingCounter
 from common.timetable import SchoolCalendar
-from common.vocab import EDU_ROLE, INTERNET_ROLE, WLAN
+from common.vocab import BROWSER_METHOD, EDU_ROLE, INTERNET_ROLE, WLAN
 from common.wire import Sample
 
 _MAX_BACKBONE_PORTS = 4096
@@ -25,7 +25,7 @@ _MAX_TARGETS = 256
 READ_FIELDS: dict[str, tuple[str, ...]] = {
     "av": ("online",),
     "wifi": ("rssi_dbm",),
-    "speedtest": ("down_mbps", "up_mbps", "bytes", "duration_s"),
+    "speedtest": ("down_mbps", "up_mbps", "bytes", "duration_s", "method"),
     "reach": ("up",),
     "iface": ("link_mbps", "up"),
     "netdev_if": ("speed_mbps", "up"),
@@ -194,6 +194,10 @@ class SchoolState:
             room.counted = self.hours.is_school_time(s.ts_ms) and room.counter.add(bucket, good)
 
     def _speedtest(self, s: Sample) -> None:
+        if s.text("method") == BROWSER_METHOD:
+            # A classroom PC's test measures that room's Wi-Fi and switch as well as the
+            # uplink: one weak room must not make a 1000M school look like a 100M one.
+            return
         down = s.number("down_mbps")
         if down is None or down <= 0:
             return

@@ -374,3 +374,15 @@ def test_speedtests_out_of_order_and_repeated() -> None:
     assert eng.evaluate()[0].value == 20.0
     status = eng.school_status("s1")
     assert status is not None and status.last_speedtest_ms == NOW - HOUR
+
+
+def test_classroom_browser_tests_are_kept_apart() -> None:
+    """A teacher's browser test (method browser) is not the school's access bandwidth."""
+    eng, _ = engine(inventory(school("s1")), {"id": "r", "metric": "access_mbps",
+                                              "threshold": 10, "statistic": "median"},
+                    now_ms=NOW)
+    eng.observe(gw("s1"), [speedtest(NOW - HOUR, 30.0)])
+    browser = speedtest(NOW - 2 * HOUR, 2.0)
+    browser.fields.update({"method": "browser", "classroom": "c-101"})
+    eng.observe(gw("s1"), [browser])
+    assert eng.evaluate()[0].value == 30.0
