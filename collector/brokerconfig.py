@@ -12,6 +12,10 @@ Writes, under ``--out``:
   ``configs/mosquitto.conf`` repeats (a test compares them).  Listeners stay deployment specific.
 - ``passwords/<agent>.password``: one random password per agent (0600, reused on later runs), to
   ship to that agent as its ``mqtt.password_file``.
+- ``enrol-admin.password``, only where it already exists (an empty file asks for it: the Ansible
+  role makes one when enrolment is on): the account ``enrol-admin`` of the enrolment service
+  (``schoolmon.enrol serve``), whose role may use the plugin's control topic and nothing else.
+  An empty file gets a random password (0600, reused on later runs).
 
 Why the plugin and not ``acl_file`` + ``use_username_as_clientid``: Mosquitto 2.0's ACL file
 never checks SUBSCRIBE (the broker then hands an agent its share of ``$share/collectors/...``
@@ -42,6 +46,10 @@ BROKER_CONF = "broker.conf"
 # Client ids the collectors use by default (collector.config: schoolmon-collector-<host>):
 # an agent named like one could connect with it and disconnect that collector.
 COLLECTOR_CLIENT_PREFIX = "schoolmon-collector"
+# The enrolment service's account (schoolmon/enrol.py), made only when its file exists.
+ENROL_ADMIN = "enrol-admin"
+ENROL_ADMIN_FILE = "enrol-admin.password"
+DYNSEC_CONTROL = "$CONTROL/dynamic-security/#"
 
 
 def broker_settings(out: Path, plugin: str = DYNSEC_PLUGIN) -> list[tuple[str, str]]:
@@ -115,7 +123,7 @@ def check_accounts(collector_user: str, collector_client_id: str,
         name = who.agent
         if name in seen:
             raise ValueError(f"inventory: agent id {name!r} is used twice")
-        if name in (collector_user, collector_client_id) or name.startswith(
+        if name in (collector_user, collector_client_id, ENROL_ADMIN) or name.startswith(
                 COLLECTOR_CLIENT_PREFIX):
             raise ValueError(f"inventory: agent id {name!r} collides with the collector's "
                              "MQTT account or client id")
@@ -127,9 +135,10 @@ def _acl(acltype: str, topic: str) -> dict[str, object]:
 
 
 def dynsec_config(topics: Topics, share_group: str, collector_user: str,
-                  collector_password: str, agents: list[tuple[AgentIdentity, str]]
-                  ) -> dict[str, object]:
-    """The dynamic-security plugin state: deny by default, one role per agent."""
+                  collector_password: str, agents: list[tuple[AgentIdentity, str]], *,
+                  enrol_admin_password: str | None = None) -> dict[str, object]:
+    """The dynamic-security plugin state: deny by default, one role per agent (and the
+    enrolment service's account when ``enrol_admin_password`` is given)."""
     p = topics.prefix
     roles: list[dict[str, object]] = [{"rolename": "collector", "acls": [
         _acl("subscribePattern", topics.shared_data_subscription(share_group)),
@@ -162,6 +171,13 @@ def dynsec_config(topics: Topics, share_group: str, collector_user: str,
         ]})
         clients.append({"username": who.agent, "clientid": who.agent,
                         "roles": [{"rolename": role}], **_hashed(password)})
+    if enrol_admin_password:
+        # It makes agents' accounts at run time: the control topic only, no data topic.
+        roles.append({"rolename": "enrol", "acls": [
+            _acl(kind, DYNSEC_CONTROL)
+            for kind in ("publishClientSend", "publishClientReceive", "subscribePattern")]})
+        clients.append({"username": ENROL_ADMIN, "roles": [{"rolename": "enrol"}],
+                        **_hashed(enrol_admin_password)})
     return {
         "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False,
                              "subscribe": False, "unsubscribe": True},
@@ -202,8 +218,15 @@ def generate(config: CollectorConfig, inventory: Inventory, out: Path,
             _write_private(path, password + "\n")
         agent_files[who.agent] = path
         with_passwords.append((who, password))
+    admin_file, admin_password = out / ENROL_ADMIN_FILE, None
+    if admin_file.exists():
+        admin_password = admin_file.read_text(encoding="utf-8").strip()
+        if not admin_password:
+            admin_password = secrets.token_urlsafe(24)
+            _write_private(admin_file, admin_password + "\n")
     state = dynsec_config(Topics(config.mqtt.topic_prefix), config.mqtt.share_group,
-                          collector_user, collector_password, with_passwords)
+                          collector_user, collector_password, with_passwords,
+                          enrol_admin_password=admin_password)
     dynsec_file, conf_file = out / DYNSEC_FILE, out / BROKER_CONF
     _write_private(dynsec_file, json.dumps(state, indent=1) + "\n")
     _write_private(conf_file, broker_conf_text(out, plugin))
