@@ -68,7 +68,7 @@ def measure_latency(ep: Endpoint, count: int = 10, timeout: float = 3.0, *,
         for _ in range(count):
             start = time.perf_counter()
             stream.send(f"GET {ep.base}/backend/empty.php?r={start} HTTP/1.1\r\n"
-                        f"Host: {ep.host}\r\n\r\n".encode())
+                        f"Host: {ep.authority}\r\n\r\n".encode())
             status, length = stream.read_head()
             if length > MAX_EMPTY_BODY:
                 raise SpeedtestError(f"{ep.where}: empty.php announced {length} bytes: not a "
@@ -107,7 +107,7 @@ def _download(ep: Endpoint, flow: _Flow, stop: threading.Event, stream: Stream) 
     while not stop.is_set():
         size_mib = max(1, min(100, -(-stream.meter.left() // MIB)))
         stream.send(f"GET {ep.base}/backend/garbage.php?ckSize={size_mib} HTTP/1.1\r\n"
-                    f"Host: {ep.host}\r\n\r\n".encode())
+                    f"Host: {ep.authority}\r\n\r\n".encode())
         status, length = stream.read_head()
         if status != 200:
             raise SpeedtestError(f"{ep.where}: garbage.php answered {status}", 0)
@@ -120,7 +120,7 @@ def _upload(ep: Endpoint, flow: _Flow, stop: threading.Event, stream: Stream) ->
         body = min(UPLOAD_REQUEST_BYTES, stream.meter.left())
         if body <= 0:
             return
-        stream.send(f"POST {ep.base}/backend/empty.php HTTP/1.1\r\nHost: {ep.host}\r\n"
+        stream.send(f"POST {ep.base}/backend/empty.php HTTP/1.1\r\nHost: {ep.authority}\r\n"
                     f"Content-Type: application/octet-stream\r\n"
                     f"Content-Length: {body}\r\n\r\n".encode())
         left = body

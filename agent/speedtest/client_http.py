@@ -53,9 +53,15 @@ class Endpoint:
         return cls(parts.hostname, parts.port or 80, parts.path.rstrip("/"))
 
     @property
+    def authority(self) -> str:
+        """HOST:PORT as an HTTP Host header (RFC 9110): an IPv6 address in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
     def where(self) -> str:
         """How errors name the server."""
-        return f"speed-test server {self.host}:{self.port}"
+        return f"speed-test server {self.authority}"
 
 
 class Deadline:

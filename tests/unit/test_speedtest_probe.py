@@ -265,3 +265,13 @@ def test_budget_state_is_kept_beside_the_spool_by_default(tmp_path: Path) -> Non
     (scheduled,) = build_probes(config)
     probe = scheduled.probe.probe  # type: ignore[attr-defined]  # GuardedProbe -> the probe
     assert probe.settings.state_file == str(tmp_path / "state" / "speedtest.state.json")
+
+
+@pytest.mark.parametrize(("url", "authority"), [
+    ("http://10.1.2.3:8080", "10.1.2.3:8080"),
+    ("http://st.district.example", "st.district.example:80"),
+    ("http://[fd00::1]:8080/speedtest", "[fd00::1]:8080"),
+])
+def test_host_header_brackets_ipv6(url: str, authority: str) -> None:
+    """The Host header names an IPv6 server in brackets, as HTTP requires."""
+    assert Endpoint.parse(url).authority == authority
