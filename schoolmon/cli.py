@@ -399,6 +399,28 @@ def _add_speedtest_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_speedtest_run)
 
 
+def cmd_enrol(args: argparse.Namespace) -> int:
+    """One-time enrolment tokens (district side) and an agent fetching its credential."""
+    from schoolmon.enrol import main as enrol_main
+
+    # main() hands every call with arguments to schoolmon/enrol.py directly; this is the
+    # bare ``schoolmon enrol`` / ``schoolmon agent enrol``, which prints enrol's usage.
+    return enrol_main([*args.enrol_prefix, *args.enrol_args])
+
+
+def _add_enrol_commands(sub: Any, agent: Any) -> None:
+    """``schoolmon enrol issue|serve`` (district) and ``schoolmon agent enrol`` (a school)."""
+    # The options are schoolmon/enrol.py's own (its --help lists them); parsed there.
+    p = sub.add_parser("enrol", help="one-time enrolment tokens: issue, serve (district side)",
+                       add_help=False)
+    p.add_argument("enrol_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_enrol, enrol_prefix=[])
+    p = agent.add_parser("enrol", help="fetch this agent's MQTT credential with a one-time "
+                         "token (--url, --ca, --token-file, --out)", add_help=False)
+    p.add_argument("enrol_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_enrol, enrol_prefix=["agent"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="schoolmon", description=__doc__)
@@ -445,13 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_collector_run)
 
     p = sub.add_parser("broker-config",
-                       help="Mosquitto password file and ACL from the inventory")
+                       help="Mosquitto dynamic-security state and broker.conf from the "
+                            "inventory")
     p.add_argument("-c", "--config", required=True, help="collector.yaml (names the inventory)")
     p.add_argument("--out", required=True, help="directory to write into")
     p.set_defaults(func=cmd_broker_config)
 
     _add_speedtest_commands(sub)
     _add_district_commands(sub)
+    _add_enrol_commands(sub, agent)
 
     p = sub.add_parser("demo", help="run a local district and show whether schools are on "
                                     "target")
@@ -466,7 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand; user mistakes are one line on stderr, exit 2."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Enrolment parses its own options (schoolmon/enrol.py); argparse cannot hand a
+    # sub-command's leading options through unparsed.
+    if words[:1] == ["enrol"] or words[:2] == ["agent", "enrol"]:
+        from schoolmon.enrol import main as enrol_main
+
+        return enrol_main(words[1:] if words[0] == "enrol" else ["agent", *words[2:]])
+    args = build_parser().parse_args(words)
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -13,7 +13,6 @@ import socket
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from collector.brokerconfig import DYNSEC_PLUGIN, dynsec_config
 from common.wire import AgentIdentity, Topics
 from schoolmon.enrol import CONTROL, BrokerAdmin, TokenStore, agent_role_acls, make_server
-from tests.conftest import wait_until
+from tests.conftest import schoolmon_cmd, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,8 +86,8 @@ def tls(tmp_path: Path) -> tuple[Path, Path]:
 
 def enrol_cli(url: str, ca: Path, token: str, out: Path) -> subprocess.CompletedProcess[str]:
     """The agent's side as a real process; the token through stdin, never the command line."""
-    return subprocess.run([sys.executable, "-m", "schoolmon.enrol", "agent", "--url", url,
-                           "--ca", str(ca), "--token-file", "-", "--out", str(out)],
+    return subprocess.run(schoolmon_cmd("agent", "enrol", "--url", url,
+                                        "--ca", str(ca), "--token-file", "-", "--out", str(out)),
                           input=token, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -186,7 +185,7 @@ def test_enrolled_role_is_the_one_broker_config_makes() -> None:
 
 def test_token_cli_never_takes_the_token_as_an_argument() -> None:
     """The agent command has no --token VALUE: a token on a command line shows in ps."""
-    result = subprocess.run([sys.executable, "-m", "schoolmon.enrol", "agent", "--help"],
+    result = subprocess.run(schoolmon_cmd("agent", "enrol", "--help"),
                             capture_output=True, text=True, check=True,
                             env={**os.environ, "COLUMNS": "200"})
     assert "--token-file" in result.stdout and "--token " not in result.stdout
