@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import sqlite3
 import subprocess
 import time
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import schoolmon_cmd, wait_until
+from tests.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +30,6 @@ INTERVAL = 0.5
 WINDOW = 5.0  # seconds of real time per phase: 10 runs at the configured rate
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (the broker is away)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def host_times(spool: Path) -> list[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import stat
 import subprocess
@@ -24,6 +23,7 @@ from collector.brokerconfig import DYNSEC_PLUGIN, dynsec_config
 from common.wire import AgentIdentity, Topics
 from schoolmon.enrol import CONTROL, BrokerAdmin, TokenStore, agent_role_acls, make_server
 from tests.conftest import schoolmon_cmd, wait_until
+from tests.net import free_port, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +32,8 @@ ME = AgentIdentity("d1", "s1", "s1-gw")
 OTHER = AgentIdentity("d1", "s2", "s2-gw")
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def port_open(port: int) -> bool:
-    """Something accepts TCP on the port."""
-    try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture

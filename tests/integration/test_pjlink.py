@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -23,6 +22,7 @@ from agent.probes.pjlink_protocol import (
     query_projector,
 )
 from common.wire import check_samples
+from tests.net import free_port
 from tests.peers.pjlink_server import Faults, PjlinkServer, ProjectorState, pjlink_server
 
 pytestmark = pytest.mark.integration
@@ -34,11 +34,6 @@ OFFLINE = {"online": False}
 TAGS = {"device": "proj-301", "classroom": "301", "device_type": "projector"}
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def probe_for(*ports: int, password_env: str | None = None, timeout: float = 2.0,

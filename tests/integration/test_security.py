@@ -23,6 +23,7 @@ from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity, Envelope, Sample, Topics, encode_envelope
 from tests.conftest import Services, influx_rows, schoolmon_cmd, wait_until
 from tests.integration.test_faults import RECENT_MS
+from tests.net import free_port, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -125,24 +126,8 @@ user root
         proc.wait(10)
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def port_open(port: int) -> bool:
-    """Something accepts TCP on the port."""
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
-        return True
-    except OSError:
-        return False
 
 
 def connect_result(port: int, *, username: str | None = None, password: str | None = None,

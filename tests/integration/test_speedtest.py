@@ -20,6 +20,7 @@ from tests.conftest import (
     start_collector_process,
     wait_until,
 )
+from tests.net import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,6 @@ RESULT_FIELDS = {"server", "down_mbps", "up_mbps", "rtt_ms", "jitter_ms", "bytes
                  "down_bytes", "up_bytes", "down_s", "up_s", "streams_ok"}  # evidence (issue 18)
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def answers(port: int) -> bool:

@@ -23,15 +23,11 @@ from agent.probes.ssh import SshProbe, SshSettings, SshTarget
 from agent.probes.ssh_session import NetmikoSession, Timeouts, connect_netmiko
 from common.wire import Sample, check_samples
 from tests.conftest import wait_until
+from tests.net import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    """A free loopback port (nothing listens on it afterwards)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def banner(port: int) -> bool:

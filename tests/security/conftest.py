@@ -3,7 +3,6 @@ and MQTT clients that act as a compromised classroom PC would."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from collector.config import load_collector_config
 from collector.inventory import load_inventory
 from common.wire import AgentIdentity, Topics
 from tests.conftest import Services, wait_until
+from tests.net import free_port, port_open
 
 PREFIX = "schoolmon/v1"
 TOPICS = Topics(PREFIX)
@@ -28,20 +28,8 @@ COLLECTOR_ID = "sec-collector"
 COLLECTOR_PASSWORD = "collector-Secret-0815"
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def port_open(port: int) -> bool:
-    """Something accepts TCP on the port."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
