@@ -14,6 +14,7 @@ import grp
 import json
 import os
 import pwd
+import shlex
 import socket
 import stat
 import subprocess
@@ -123,6 +124,9 @@ def _extra_vars(root: Path, services: Services, database: str, store: Path) -> d
         # The mosquitto role finds the collector's venv and config by its defaults (site.yml
         # sets nothing); the agents' listener on loopback only.
         "mosquitto_listen_address": "127.0.0.1",
+        # Enrolment on: its unit, certificate and broker account (enrol-admin).
+        "schoolmon_enrol_enabled": True,
+        "schoolmon_collector_enrol_listen": f"127.0.0.1:{_free_port()}",
         "schoolmon_version": VERSION, "schoolmon_artifact_dir": str(store),
         # Free ports, so the rendered broker can run beside the others on this machine.
         "mosquitto_local_port": (local := _free_port()), "mosquitto_tls_port": _free_port(),
@@ -275,10 +279,64 @@ def test_collector_and_agent_on_one_host_both_connect(rendered: Path, services: 
                                                       for k, v in logs.items()}
         for log in logs.values():
             assert "Not authorized" not in log.read_text(), log.read_text()[-2000:]
+        _enrol_through_the_rendered_unit(rendered, procs)
     finally:
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def _enrol_through_the_rendered_unit(rendered: Path, procs: list[subprocess.Popen[bytes]]
+                                     ) -> None:
+    """The enrolment service as its unit runs it, with the account broker-config made: a
+    token issued for an inventory agent gives it a password, kept for broker-config."""
+    unit = (rendered / "etc/systemd/system/schoolmon-enrol.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    listen = argv[argv.index("--listen") + 1]
+    state = Path(argv[argv.index("--state") + 1])
+    log = rendered / "enrol.log"
+    with log.open("wb") as out:
+        procs.append(subprocess.Popen(argv, stderr=out))
+    port = int(listen.rpartition(":")[2])
+    wait_until(lambda: _port_open(port) or procs[-1].poll() is not None, 30,
+               "the enrolment service")
+    assert procs[-1].poll() is None, log.read_text()
+    python = argv[0]
+    issued = subprocess.run([python, "-m", "schoolmon.enrol", "issue", "--state", str(state),
+                             "--agent", "gz-th-001-pc301", "--school", "gz-th-001",
+                             "--district", "gz-th", "--ttl", "1h"],
+                            capture_output=True, text=True, check=False, timeout=60)
+    assert issued.returncode == 0, issued.stderr
+    out_file = rendered / "enrolled.password"
+    enrolled = subprocess.run([python, "-m", "schoolmon.enrol", "agent", "--url",
+                               f"https://{listen}", "--ca",
+                               str(rendered.parent / "play/secrets/tls/ca.crt"),
+                               "--token-file", "-", "--out", str(out_file)],
+                              input=issued.stdout, capture_output=True, text=True,
+                              check=False, timeout=60)
+    assert enrolled.returncode == 0, enrolled.stderr + log.read_text()[-2000:]
+    assert "enrolled as gz-th-001-pc301" in enrolled.stdout
+    assert (state / "passwords/gz-th-001-pc301.password").read_text() == out_file.read_text()
+
+
+def test_enrolment_account_made_by_broker_config(rendered: Path) -> None:
+    """schoolmon_enrol_enabled: broker-config made enrol-admin, whose password the enrolment
+    service has (0600); its unit names it, the certificate and the state kept for the broker."""
+    generated = rendered / "etc/mosquitto/schoolmon"
+    state = json.loads((generated / "dynamic-security.json").read_text())
+    assert "enrol-admin" in {c["username"] for c in state["clients"]}
+    secrets = rendered / "etc/schoolmon/collector/secrets"
+    password = (secrets / "enrol-admin.password").read_text()
+    assert len(password.strip()) >= 24
+    assert password == (generated / "enrol-admin.password").read_text()
+    for name in ("enrol-admin.password", "enrol.crt", "enrol.key"):
+        assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600, name
+    unit = (rendered / "etc/systemd/system/schoolmon-enrol.service").read_text()
+    for needle in (f"--admin-password-file {secrets}/enrol-admin.password",
+                   f"--passwords-dir {rendered}/var/lib/schoolmon/collector/enrol/passwords",
+                   "--admin-user enrol-admin", f"--cert {secrets}/enrol.crt"):
+        assert needle in unit, needle
 
 
 def _port_open(port: int) -> bool:
@@ -296,7 +354,8 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered: Path) -> None:
     for line in ("AmbientCapabilities=CAP_NET_RAW", "CapabilityBoundingSet=CAP_NET_RAW",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=schoolmon/agent"):
         assert line in agent_unit.splitlines(), line
-    for name in ("schoolmon-agent.service", "schoolmon-collector.service"):
+    for name in ("schoolmon-agent.service", "schoolmon-collector.service",
+                 "schoolmon-enrol.service"):
         result = subprocess.run(["systemd-analyze", "verify", str(units / name)],
                                 capture_output=True, text=True, check=False)
         assert result.returncode == 0, (name, result.stdout, result.stderr)
