@@ -12,6 +12,7 @@ Writes docs/benchmarks.md.  Run: .venv/bin/python -m bench.collector_throughput
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import statistics
 import subprocess
 import sys
@@ -21,12 +22,23 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
 
 from bench.report import machine, write_section
-from common.wire import AgentIdentity, Envelope, Sample, Topics, decode_ack, encode_envelope
+from common.wire import (
+    AgentIdentity,
+    Envelope,
+    Sample,
+    Topics,
+    decode_ack,
+    encode_ack,
+    encode_envelope,
+    encode_samples,
+    wrap_envelope,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "bench/v1"
@@ -76,19 +88,43 @@ def ceiling(url: str, points: int) -> float:
     return points / (time.perf_counter() - begun)
 
 
-def envelope(who: AgentIdentity, seq: int, ts: int) -> bytes:
-    """One realistic 50-sample batch."""
-    samples = [Sample("iface", ts + k, {"iface": f"eth{k % 4}", "role": "wan"},
+def batch(ts: int, size: int = SAMPLES_PER_MESSAGE) -> list[Sample]:
+    """``size`` realistic iface samples (50: a gateway's batch; 1-5: a classroom's)."""
+    return [Sample("iface", ts + k, {"iface": f"eth{k % 4}", "role": "wan"},
                       {"rx_bps": 81234567.5 + k, "tx_bps": 1234567.0, "link_mbps": 1000,
                        "up": True, "errors": 0, "drops": 0})
-               for k in range(SAMPLES_PER_MESSAGE)]
-    return encode_envelope(Envelope(who.district, who.school, who.agent, seq, ts, samples))
+               for k in range(size)]
+
+
+def envelope(who: AgentIdentity, seq: int, ts: int, size: int = SAMPLES_PER_MESSAGE) -> bytes:
+    """One envelope sent now (sent_ms is the real clock: the collector corrects agents whose
+    sent_ms is off, so an envelope built long before it is sent would look like a slow clock).
+    """
+    return encode_envelope(Envelope(who.district, who.school, who.agent, seq,
+                                    int(time.time() * 1000), batch(ts, size)))
 
 
 WINDOW = 400  # batches a publisher may have un-acked, as agents have max_inflight
 
 
-def publisher(port: int, index: int, messages: int, ts0: int) -> None:
+def small_row(rate: float, floor: float, stored: int, sent: int, load_avg: str) -> str:
+    """The small-message row of docs/benchmarks.md (bench/capacity_table.py reads it)."""
+    return (f"| 1 collector process, small messages (1-5 samples, 40,000 envelopes) | "
+            f"{rate:,.0f} messages/s ({rate / floor:.0%} of the bare subscriber); stored "
+            f"{stored:,} of {sent:,} samples; load average {load_avg} |")
+
+
+def recent_ms() -> int:
+    """A start time inside the collector's accepted window (an hour ago)."""
+    return int(time.time() * 1000) - 3_600_000
+
+
+def small_size(m: int) -> int:
+    """Samples in small message ``m``: 1 to 5, as classroom agents send (3 on average)."""
+    return 1 + m % 5
+
+
+def publisher(port: int, index: int, messages: int, ts0: int, small: bool = False) -> None:
     """Publish ``messages`` envelopes as 100 agents, QoS 1, as fast as the collector acks.
 
     Like real agents, a publisher keeps at most WINDOW batches waiting for the collector's ack;
@@ -98,12 +134,16 @@ def publisher(port: int, index: int, messages: int, ts0: int) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    window = threading.Semaphore(WINDOW)
+    size = WINDOW  # larger windows overflow Mosquitto's queue for the subscriber (1,000)
+    window = threading.Semaphore(size)
 
     def on_ack(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        for first, last in decode_ack(msg.payload).acked:
+        ack = decode_ack(bytes(msg.payload))
+        for first, last in ack.acked:
             for _ in range(first, last + 1):
                 window.release()
+        for _ in ack.rejected:  # counted as not stored; the window must not stall on them
+            window.release()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub{index}",
                          protocol=MQTTProtocolVersion.MQTTv5)
@@ -118,13 +158,25 @@ def publisher(port: int, index: int, messages: int, ts0: int) -> None:
     payloads = []
     for m in range(messages):
         who = AgentIdentity("d", f"s{index}-{m % 100}", f"a{index}-{m % 100}")
-        payloads.append((topics.data(who), envelope(who, m, ts0 + m * 1000)))
+        size = small_size(m) if small else SAMPLES_PER_MESSAGE
+        # 100 messages apart, an agent's samples are 1 s (small: 0.1 s) apart in time: unique
+        # per series, and 10,000 messages stay inside the collector's window of an hour ago.
+        step = 10 if small else 1000
+        payloads.append((topics.data(who), who, m,
+                         encode_samples(batch(ts0 + m * step, size))))
     info = None
-    for topic, payload in payloads:
+    for topic, who, seq, samples_json in payloads:
         window.acquire()
+        # Stamped when sent, as agents do (spooled samples, envelope made at send time).
+        payload = wrap_envelope(who, seq, int(time.time() * 1000), samples_json)
         info = client.publish(topic, payload, qos=1)
     if info is not None:
         info.wait_for_publish(300)
+    if small:  # done when every batch is acked by the subscriber (the window is whole again)
+        deadline = time.monotonic() + 120
+        for _ in range(size):
+            if not window.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
     client.disconnect()
     client.loop_stop()
 
@@ -159,7 +211,7 @@ def throughput(d: Path, env: dict[str, str], collectors: int, messages: int, *,
     sent = messages * SAMPLES_PER_MESSAGE
     begun = time.perf_counter()
     pubs = [mp.Process(target=publisher, args=(int(env["MQTT_PORT"]), p,
-                                               messages // publishers, 1_763_890_000_000))
+                                               messages // publishers, recent_ms()))
             for p in range(publishers)]
     for p in pubs:
         p.start()
@@ -187,6 +239,101 @@ def throughput(d: Path, env: dict[str, str], collectors: int, messages: int, *,
     return sent / elapsed, stored, sent
 
 
+def bare_subscriber(port: int, expected: int, ready: Any, done: Any) -> None:
+    """The floor: a paho subscriber on the same share group that only acks.
+
+    Per message it sends the PUBACK and the agent's ack (the seq read with orjson), nothing
+    else: what any collector must do at least, on the same broker, publishers and cores.
+    """
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got = 0
+    last: list[Any] = []
+
+    def on_message(c: Any, _u: object, msg: Any) -> None:
+        nonlocal got
+        c.ack(msg.mid, msg.qos)
+        seq = orjson.loads(msg.payload)["seq"]
+        info = c.publish(msg.topic[:-4] + "ack", encode_ack([(seq, seq)]), qos=1)
+        got += 1
+        if got == expected:
+            last.append(info)
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-floor",
+                         protocol=MQTTProtocolVersion.MQTTv5)
+    client.manual_ack_set(True)
+    client.max_queued_messages_set(0)
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.ReceiveMaximum = 1000
+    client.connect("127.0.0.1", port, properties=props)
+    client.subscribe(f"$share/bare/{PREFIX}/+/+/+/data", qos=1)
+    client.loop_start()
+    ready.set()
+    done.wait(600)
+    if last:  # the last agent acks must reach the broker before we leave
+        last[0].wait_for_publish(30)
+    client.disconnect()
+    client.loop_stop()
+
+
+def small_messages(d: Path, env: dict[str, str], messages: int, *,
+                   publishers: int = 2) -> tuple[float, float, int, int]:
+    """(floor msg/s, collector msg/s, stored, sent) for envelopes of 1-5 samples.
+
+    Both from the first publish until every message is acked back to its publisher.
+    """
+    port = int(env["MQTT_PORT"])
+    per = messages // publishers
+    sent = publishers * sum(small_size(m) for m in range(per))
+
+    def run_publishers() -> float:
+        begun = time.perf_counter()
+        pubs = [mp.Process(target=publisher, args=(port, p, per, recent_ms(), True))
+                for p in range(publishers)]
+        for p in pubs:
+            p.start()
+        for p in pubs:
+            p.join(600)
+        return publishers * per / (time.perf_counter() - begun)
+
+    ready, done = mp.Event(), mp.Event()
+    floor_proc = mp.Process(target=bare_subscriber, args=(port, publishers * per, ready, done))
+    floor_proc.start()
+    ready.wait(30)
+    time.sleep(0.5)  # let the SUBACK land (the bare client does not wait for it)
+    floor = run_publishers()
+    floor_proc.join(30)
+    db = "small"
+    create_db(env["INFLUXDB_URL"], db)
+    log = d / "small.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "schoolmon", "collector", "run", "-c",
+                                 str(collector_yaml(d, env, db, "small"))], stderr=out)
+    while b"subscribed" not in log.read_bytes():
+        time.sleep(0.05)
+    spy = None
+    if profile := os.environ.get("BENCH_PYSPY"):  # where the collector's time goes
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+                                str(proc.pid), "-t", "-f", "raw", "-o", profile, "-r", "200"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rate = run_publishers()
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(60)
+    # Acked means written; InfluxDB 1.6 may show the last points to a query a moment later.
+    deadline = time.monotonic() + 30
+    while (stored := count(env["INFLUXDB_URL"], db)) < sent and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.terminate()
+    proc.wait(10)
+    return floor, rate, stored, sent
+
+
 def latency(d: Path, env: dict[str, str], schools: int, seconds: float) -> tuple[float, float]:
     """p50, p99 ms from publish to the agent ack, schools reporting every 60 s."""
     import paho.mqtt.client as mqtt
@@ -207,7 +354,7 @@ def latency(d: Path, env: dict[str, str], schools: int, seconds: float) -> tuple
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
         agent = msg.topic.split("/")[-2]
-        for first, last in decode_ack(msg.payload).acked:
+        for first, last in decode_ack(bytes(msg.payload)).acked:
             for seq in range(first, last + 1):
                 with lock:
                     t = sent_at.pop((agent, seq), None)
@@ -224,12 +371,13 @@ def latency(d: Path, env: dict[str, str], schools: int, seconds: float) -> tuple
     topics = Topics(PREFIX)
     rate = schools / 60.0
     begun = time.perf_counter()
+    ts0 = recent_ms()
     n = 0
     while time.perf_counter() - begun < seconds:
         due = int((time.perf_counter() - begun) * rate)
         while n < due:
             who = AgentIdentity("d", f"s{n % schools}", f"a{n % schools}")
-            payload = envelope(who, n, 1_763_890_000_000 + n)
+            payload = envelope(who, n, ts0 + n)
             with lock:
                 sent_at[(who.agent, n)] = time.perf_counter()
             client.publish(topics.data(who), payload, qos=1)
@@ -266,6 +414,11 @@ def main() -> int:
                 print(f"{n} collector(s): {rate:,.0f} samples/s ({rate / ref:.0%} of ceiling, "
                       f"{rate / runs[1][0]:.2f}x of 1), stored {stored} of {sent}, "
                       f"load {loads[n]}", flush=True)
+            floor, small, stored_s, sent_s = small_messages(d, env, 40_000)
+            load_small = load()
+            print(f"small messages (1-5 samples): bare paho floor {floor:,.0f} msg/s, collector "
+                  f"{small:,.0f} msg/s ({small / floor:.0%} of the floor), stored {stored_s} of "
+                  f"{sent_s}, load {load_small}", flush=True)
             p50, p99 = latency(d, env, 10_000, 30)
             print(f"latency publish -> stored -> ack, 10,000 schools / 60 s: p50 {p50:.0f} ms, "
                   f"p99 {p99:.0f} ms", flush=True)
@@ -287,6 +440,9 @@ def main() -> int:
           + (" (each sample once)" if stored == sent else " (NOT every sample once)")
           + f"; load average {loads[n]} |"
           for n, (rate, stored, sent) in runs.items()],
+        f"| bare paho subscriber that only acks (PUBACK + agent ack), envelopes of 1-5 samples "
+        f"| {floor:,.0f} messages/s; load average {load_small} |",
+        small_row(small, floor, stored_s, sent_s, load_small),
         f"| publish -> stored -> agent ack, 10,000 schools every 60 s (167 msg/s, 30 s) "
         f"| p50 {p50:.0f} ms, p99 {p99:.0f} ms |",
     ]))

@@ -70,3 +70,13 @@ def test_rewrite_replaces_only_the_marked_block(tmp_path: Path) -> None:
     assert "old" not in text and text.endswith("<!-- end capacity_table -->\nafter\n")
     peak = school_load()[0].peak
     assert f"| 30,000 | {peak.messages * 500:,.0f} | {peak.samples * 500:,.0f} |" in text
+
+
+def test_the_benchmark_small_message_row_is_read() -> None:
+    """The row bench/collector_throughput.py writes is the one the table takes its rate from."""
+    from bench.collector_throughput import small_row
+
+    row = small_row(1_634.4, 1_210.0, 120_000, 120_000, "2.23")
+    figures = collector_figures(SECTION.format(small=row + "\n"))
+    assert figures is not None and figures.messages_per_s == 1_634
+    assert figures.messages_source == "measured with small messages"
