@@ -17,6 +17,7 @@ from collector.brokerconfig import ENROL_ADMIN, ENROL_ADMIN_FILE
 from common.wire import AgentIdentity
 from schoolmon.enrol import CONTROL, BrokerAdmin, EnrolError
 from tests.conftest import schoolmon_cmd, wait_until
+from tests.net import free_port, port_open
 from tests.security.conftest import (
     PREFIX,
     TOPICS,
@@ -24,8 +25,6 @@ from tests.security.conftest import (
     B,
     Broker,
     connect,
-    free_port,
-    port_open,
     write_district,
 )
 
