@@ -124,7 +124,8 @@ def small_size(m: int) -> int:
     return 1 + m % 5
 
 
-def publisher(port: int, index: int, messages: int, ts0: int, small: bool = False) -> None:
+def publisher(port: int, index: int, messages: int, ts0: int, *, small: bool = False,
+              protocol: str = "v5") -> None:
     """Publish ``messages`` envelopes as 100 agents, QoS 1, as fast as the collector acks.
 
     Like real agents, a publisher keeps at most WINDOW batches waiting for the collector's ack;
@@ -146,14 +147,21 @@ def publisher(port: int, index: int, messages: int, ts0: int, small: bool = Fals
             window.release()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub{index}",
-                         protocol=MQTTProtocolVersion.MQTTv5)
+                         protocol=MQTTProtocolVersion.MQTTv5 if protocol == "v5"
+                         else MQTTProtocolVersion.MQTTv311)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
     client.on_message = on_ack
+    subscribed = threading.Semaphore(0)
+    client.on_subscribe = lambda *_a: subscribed.release()
     client.connect("127.0.0.1", port)
     for k in range(100):  # only this publisher's own agents' acks
         client.subscribe(f"{PREFIX}/d/s{index}-{k}/a{index}-{k}/ack", qos=1)
     client.loop_start()
+    # An ack sent before the broker set up the subscription is lost (a NATS cluster takes
+    # seconds to create 100 replicated consumers); these publishers do not resend.
+    for _ in range(100):
+        subscribed.acquire(timeout=60)
     topics = Topics(PREFIX)
     payloads = []
     for m in range(messages):
@@ -181,12 +189,14 @@ def publisher(port: int, index: int, messages: int, ts0: int, small: bool = Fals
     client.loop_stop()
 
 
-def collector_yaml(d: Path, env: dict[str, str], db: str, name: str) -> Path:
-    """A collector config for the bench."""
+def collector_yaml(d: Path, env: dict[str, str], db: str, name: str, *,
+                   port: int | None = None, protocol: str = "v5") -> Path:
+    """A collector config for the bench (Mosquitto unless another port and protocol)."""
     path = d / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
-        "mqtt": {"host": "127.0.0.1", "port": int(env["MQTT_PORT"]), "username": None,
-                 "topic_prefix": PREFIX, "client_id": name},
+        "mqtt": {"host": "127.0.0.1", "port": port or int(env["MQTT_PORT"]), "username": None,
+                 "topic_prefix": PREFIX, "client_id": name, "protocol": protocol,
+                 **({"session_expiry": "1h"} if protocol == "v311" else {})},
         "storage": {"kind": "influxdb1", "url": env["INFLUXDB_URL"], "database": db},
         "write": {"batch_points": 5000, "flush_interval": "200ms", "queue_messages": 2000},
     }))
@@ -293,7 +303,8 @@ def small_messages(d: Path, env: dict[str, str], messages: int, *,
 
     def run_publishers() -> float:
         begun = time.perf_counter()
-        pubs = [mp.Process(target=publisher, args=(port, p, per, recent_ms(), True))
+        pubs = [mp.Process(target=publisher, args=(port, p, per, recent_ms()),
+                           kwargs={"small": True})
                 for p in range(publishers)]
         for p in pubs:
             p.start()
