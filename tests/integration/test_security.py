@@ -257,10 +257,11 @@ def test_secrets_never_reach_the_logs(secure_broker: SecureBroker,
     text = result.stderr + caplog.text + repr(collector_cfg) + repr(agent.config)
     for secret in secrets_used:
         assert secret not in text
-    # The runs really logged: the subprocess its connection, the in-process pair at DEBUG
-    # (the agent itself may have no debug line left to print).
+    # The runs really logged (so the check above saw their lines): the subprocess and the
+    # in-process pair each their connection.  Which DEBUG lines exist depends on the code
+    # paths a run takes, so the evidence is the connection line, captured at DEBUG level.
     assert "connected to" in result.stderr
-    assert any(r.levelno == logging.DEBUG for r in caplog.records)
+    assert any("connected to" in r.getMessage() for r in caplog.records)
 
 
 def test_secret_file_readable_by_others_is_refused(secure_broker: SecureBroker) -> None:
