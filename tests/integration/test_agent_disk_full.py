@@ -34,7 +34,8 @@ from tests.conftest import (
 )
 from tests.integration.test_faults import WHO, CountingProbe, agent_cfg, collector_yaml
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 class CountedHealth:

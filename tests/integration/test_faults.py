@@ -33,7 +33,8 @@ from tests.conftest import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 WHO = AgentIdentity("f-d", "f-school", "f-gw")
 

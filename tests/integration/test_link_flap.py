@@ -25,7 +25,8 @@ from bench.netlab import ShapedLink, available
 from tests.conftest import schoolmon_cmd, wait_until
 from tests.integration.netns_stack import BROKER_PORT, NsStack, log_lines_after
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 FLAPS = 100
 RECONNECT_MAX = 2.0

@@ -29,7 +29,8 @@ from common.wire import AgentIdentity, Topics, wrap_envelope
 from tests.conftest import wait_until
 from tests.integration.netns_stack import BROKER_PORT, NsStack
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 RATE_BIT_S = 256_000
 DELAY_S = 0.6

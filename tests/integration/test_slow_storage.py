@@ -20,7 +20,8 @@ from tests.conftest import ROOT, Services, influx_rows, wait_until
 from tests.integration.test_delivery import T0, agent_config, spool_depth
 from tests.peers.delay_proxy import written_lines
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 BATCHES = 10
 SAMPLES_PER_BATCH = 500  # ~40 KB a batch: the 256 KiB queue holds six

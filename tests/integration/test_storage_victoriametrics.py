@@ -21,7 +21,8 @@ from tests.integration.storage_scenario import (
     vm_storage,
 )
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture
