@@ -171,9 +171,13 @@ start_nats_cluster() {
     wait_for nats-cluster nats_ready "$dir"
 }
 
-start_nats_1() { start_nats_node "$1" 1; }
-start_nats_2() { start_nats_node "$1" 2; }
-start_nats_3() { start_nats_node "$1" 3; }
+start_nats_one() {  # dir, n: one node back, answering MQTT
+    start_nats_node "$1" "$2"
+    wait_for "nats-$2" python3 -c "import socket; socket.create_connection(('127.0.0.1', $(cat "$1/nats-$2-mqtt.port")), 1)"
+}
+start_nats_1() { start_nats_one "$1" 1; }
+start_nats_2() { start_nats_one "$1" 2; }
+start_nats_3() { start_nats_one "$1" 3; }
 
 write_env() {
     local dir=$1
