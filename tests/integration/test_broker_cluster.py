@@ -36,7 +36,8 @@ from tests.integration.test_faults import (
     stored_times,
 )
 
-pytestmark = pytest.mark.integration
+# Long fault scenarios: `make test-faults` (README), run by CI beside `make test`.
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture
