@@ -18,6 +18,7 @@ from agent.probes.av import AvSettings
 from bench.netlab import ShapedLink
 from common.wire import Sample, check_samples
 from tests.conftest import wait_until
+from tests.peers.snmpsim import free_udp_port
 
 pytestmark = pytest.mark.integration
 
@@ -25,11 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMUNITY = "av-test-community"
 
 
-def free_udp_port() -> int:
-    """A free loopback UDP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -11,9 +11,6 @@ costs one value, one device never touches another's samples, a large switch fits
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,8 +27,7 @@ from common.wire import (
     decode_envelope,
     wrap_envelope,
 )
-from tests.conftest import wait_until
-from tests.integration.test_snmp import answers, free_udp_port
+from tests.peers.snmpsim import run_snmpsim
 
 pytestmark = pytest.mark.integration
 
@@ -74,29 +70,10 @@ DEVICES = {
 
 @pytest.fixture(scope="module")
 def devices() -> Iterator[int]:
-    """snmpsimd serving DEVICES, one community each (world-readable dirs: it runs as nobody)."""
-    top = Path(tempfile.mkdtemp(prefix="schoolmon-hostile-snmp-"))
-    data, cache = top / "data", top / "cache"
-    data.mkdir()
-    cache.mkdir()
-    for name, text in DEVICES.items():
-        (data / f"{name}.snmprec").write_text(text)
-    for path in (top, data, *data.iterdir()):
-        path.chmod(0o755)
-    cache.chmod(0o777)
-    port = free_udp_port()
-    with (top / "snmpsimd.log").open("wb") as log:
-        proc = subprocess.Popen(
-            ["snmpsimd", f"--data-dir={data}", f"--cache-dir={cache}",
-             f"--agent-udpv4-endpoint=127.0.0.1:{port}", "--process-user=nobody",
-             "--process-group=nogroup", "--logging-method=null"], stdout=log, stderr=log)
-    try:
-        wait_until(lambda: answers(port, "normal"), 60, "snmpsimd to answer")
+    """snmpsimd serving DEVICES, one community each."""
+    records = {name: text.encode() for name, text in DEVICES.items()}
+    with run_snmpsim(records, ready="normal") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def probe(port: int, *names: str) -> SnmpProbe:

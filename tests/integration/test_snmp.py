@@ -7,10 +7,8 @@ import gzip
 import logging
 import os
 import secrets
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ import pytest
 from agent.probes.snmp import SnmpProbe, SnmpSettings
 from common.wire import Sample, check_samples
 from tests.conftest import wait_until
+from tests.peers.snmpsim import answers, free_udp_port, run_snmpsim
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +31,8 @@ RECORDED = Path("/usr/share/doc/snmpsim/examples/data/recorded")
 AP_CASES = sorted(p.name for p in FIXTURES.glob("ap_*") if p.is_dir())
 
 
-def free_udp_port() -> int:
-    """A loopback UDP port nothing listens on (at the time of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def answers(port: int, community: str) -> bool:
-    """True when Net-SNMP's own snmpget gets sysUpTime from the agent."""
-    result = subprocess.run(["snmpget", "-v2c", "-c", community, "-r0", "-t0.5", "-On",
-                             f"127.0.0.1:{port}", "1.3.6.1.2.1.1.3.0"],
-                            capture_output=True, text=True, check=False)
-    return result.returncode == 0 and "Timeticks" in result.stdout
 
 
 @dataclass
@@ -102,36 +90,15 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
 
 @pytest.fixture(scope="module")
 def snmpsim() -> Iterator[int]:
-    """snmpsimd serving the recorded Linux and Windows XP walks and the AP fixtures.
-
-    Run as root it drops to nobody: its data and cache dirs must be readable (and the cache
-    writable) by nobody, so they live in a world-readable temp dir, not in pytest's 0700 one.
-    """
-    top = Path(tempfile.mkdtemp(prefix="schoolmon-snmpsim-"))
-    data, cache = top / "data", top / "cache"
-    data.mkdir()
-    cache.mkdir()
+    """snmpsimd serving the recorded Linux and Windows XP walks and the AP fixtures."""
+    records = {}
     for name in ("linux-full-walk", "winxp-full-walk"):
         with gzip.open(RECORDED / f"{name}.snmprec.gz") as src:
-            (data / f"{name}.snmprec").write_bytes(src.read())
+            records[name] = src.read()
     for case in AP_CASES:
-        shutil.copy(FIXTURES / case / "controller.snmprec", data / f"{case}.snmprec")
-    for path in (top, data, *data.iterdir()):
-        path.chmod(0o755)
-    cache.chmod(0o777)
-    port = free_udp_port()
-    with (top / "snmpsimd.log").open("wb") as log:
-        proc = subprocess.Popen(
-            ["snmpsimd", f"--data-dir={data}", f"--cache-dir={cache}",
-             f"--agent-udpv4-endpoint=127.0.0.1:{port}", "--process-user=nobody",
-             "--process-group=nogroup", "--logging-method=null"], stdout=log, stderr=log)
-    try:
-        wait_until(lambda: answers(port, "linux-full-walk"), 60, "snmpsimd to answer")
+        records[case] = (FIXTURES / case / "controller.snmprec").read_bytes()
+    with run_snmpsim(records, ready="linux-full-walk") as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(top, ignore_errors=True)
 
 
 def probe(env: dict[str, str], *targets: dict[str, object], **over: object) -> SnmpProbe:
