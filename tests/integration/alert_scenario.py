@@ -64,6 +64,20 @@ def alert_settings(state: Path, server: SmtpServer, *, password: str = PASSWORD,
     }, context={"environ": {"SMTP_PW": password}})
 
 
+def alerts_yaml(state: Path, server: SmtpServer, **overrides: Any) -> dict[str, Any]:
+    """The ``alerts:`` block of a collector.yaml for the test SMTP server, quick to mail (the
+    collector process gets the password as SMTP_PW in its environment)."""
+    return {
+        "smtp": {"host": "127.0.0.1", "port": server.port, "starttls": True, "username": USER,
+                 "password_env": "SMTP_PW", "ca_file": str(server.ca_file)},
+        "from": "schoolmon@district.example", "to": ["it@district.example"],
+        "language": "en", "group_wait": "1s", "state_path": str(state),
+        # A re-announced alert goes out at the next tick, not after 5 minutes.
+        "rules": {"group_interval": "1s"},
+        **overrides,
+    }
+
+
 def engine(settings: AlertSettings, clock: FakeClock,
            rules: AlertRulesSettings | None = None) -> AlertEngine:
     """An engine on the injected clock (a new one on the same state_path is a restart)."""

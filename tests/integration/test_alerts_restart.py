@@ -18,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from common.wire import AgentIdentity, Topics
 from tests.conftest import Services, schoolmon_cmd, wait_until
-from tests.integration.alert_scenario import PASSWORD
-from tests.peers.smtp_server import USER, SmtpServer
+from tests.integration.alert_scenario import PASSWORD, alerts_yaml
+from tests.peers.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -43,16 +43,7 @@ def config(tmp: Path, services: Services, db: str, prefix: str, smtp: SmtpServer
         "storage": {"kind": "influxdb1", "url": services.influx_url, "database": db},
         "inventory": "inventory.yaml",
         "rules": {"default_timetable": {"days": [], "hours": ["07:30-12:00"]}},
-        "alerts": {
-            "smtp": {"host": "127.0.0.1", "port": smtp.port, "starttls": True,
-                     "username": USER, "password_env": "SMTP_PW",
-                     "ca_file": str(smtp.ca_file)},
-            "from": "schoolmon@district.example", "to": ["it@district.example"],
-            "language": "en", "group_wait": "1s", "send_resolved": True,
-            "state_path": str(tmp / "alerts.db"),
-            # A re-announced alert would go out at the next tick, not after 5 minutes.
-            "rules": {"group_interval": "1s"},
-        },
+        "alerts": alerts_yaml(tmp / "alerts.db", smtp, send_resolved=True),
     }), encoding="utf-8")
     return path
 

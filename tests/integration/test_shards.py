@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from common.wire import AgentIdentity, Envelope, Sample, Topics, encode_envelope
 from tests.conftest import Services, influx_query, influx_rows, schoolmon_cmd, wait_until
-from tests.integration.alert_scenario import PASSWORD
-from tests.peers.smtp_server import USER, SmtpServer, start_smtp
+from tests.integration.alert_scenario import PASSWORD, alerts_yaml
+from tests.peers.smtp_server import SmtpServer, start_smtp
 
 pytestmark = pytest.mark.integration
 
@@ -83,12 +83,7 @@ def write_config(tmp: Path, name: str, services: Services, db: str, prefix: str,
     if smtp is not None:
         config["policies"] = ["cn-moe-2017", "cn-moe-13fyp"]
         config["rules"] = {"interval": "1s", "restore": False, "stale_after": "15m"}
-        config["alerts"] = {
-            "smtp": {"host": "127.0.0.1", "port": smtp.port, "starttls": True,
-                     "username": USER, "password_env": "SMTP_PW", "ca_file": str(smtp.ca_file)},
-            "from": "schoolmon@district.example", "to": ["it@district.example"],
-            "language": "en", "group_wait": "1s", "state_path": str(tmp / f"{name}.db"),
-            "rules": {"group_interval": "1s"}}
+        config["alerts"] = alerts_yaml(tmp / f"{name}.db", smtp)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path

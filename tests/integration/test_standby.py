@@ -22,8 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from common.wire import AgentIdentity, Envelope, Sample, Topics, encode_envelope
 from tests.conftest import Services, influx_rows, wait_until
+from tests.integration.alert_scenario import alerts_yaml
 from tests.integration.test_shards import start
-from tests.peers.smtp_server import USER, SmtpServer
+from tests.peers.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -48,12 +49,7 @@ def write_config(tmp: Path, name: str, services: Services, db: str, prefix: str,
     }
     if role == "rules":
         config["standby"] = {"enabled": True, "shard": "sb"}
-        config["alerts"] = {
-            "smtp": {"host": "127.0.0.1", "port": smtp.port, "starttls": True,
-                     "username": USER, "password_env": "SMTP_PW", "ca_file": str(smtp.ca_file)},
-            "from": "schoolmon@district.example", "to": ["it@district.example"],
-            "language": "en", "group_wait": "1s", "state_path": str(tmp / f"{name}.db"),
-            "rules": {"group_interval": "1s"}}
+        config["alerts"] = alerts_yaml(tmp / f"{name}.db", smtp)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
