@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.scheduler import ENVELOPE_HEAD_MAX, ProbeScheduler, ScheduledProbe
+from agent.scheduler import ENVELOPE_HEAD_MAX, OVERDUE_GRACE_S, ProbeScheduler, ScheduledProbe
 from agent.spool import Spool
 from common.timetable import Timetable
 from common.wire import (
@@ -251,8 +251,8 @@ def test_timeout_logged_once_by_tick(made: Made, spool: Spool, clock: Clock,
         assert sched.submit("snmp-core") is not None
         assert held.running.wait(WAIT)
         with caplog.at_level(logging.WARNING, logger="agent.scheduler"):
-            clock.t += 5.0
-            sched.tick()  # exactly at the timeout: not yet
+            clock.t += 5.0 + OVERDUE_GRACE_S
+            sched.tick()  # exactly at the timeout and its grace: not yet
             assert sched.probe_errors == 0
             clock.t += 0.5
             sched.tick()
