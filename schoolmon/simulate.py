@@ -134,26 +134,6 @@ def _live(district: DistrictSim, publisher: SimPublisher, options: RunOptions, *
     return last
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``schoolmon simulate``."""
-    parser.add_argument("-c", "--config", required=True,
-                        help="collector.yaml (its mqtt: settings are used)")
-    parser.add_argument("--schools", type=int, required=True, help="number of schools")
-    parser.add_argument("--interval", type=float, default=60.0,
-                        help="seconds between samples (also the backfill step)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="live seconds (0: until Ctrl-C; default: until Ctrl-C, or none "
-                             "after --backfill)")
-    parser.add_argument("--seed", type=int, default=1, help="same seed, same district")
-    parser.add_argument("--backfill", type=int, default=0, metavar="DAYS",
-                        help="first publish the last DAYS school days")
-    parser.add_argument("--spec", help="YAML with the district's shares (SimulationSpec)")
-    parser.add_argument("--inventory-out", help="write the district's inventory.yaml here")
-    parser.add_argument("--plan-out", help="write what was planned (JSON) here")
-    parser.add_argument("--ack-timeout", type=float, default=300.0,
-                        help="give up when the collector acknowledges nothing for this long")
-
-
 def plan_json(plan: SimulationPlan) -> bytes:
     """The plan as JSON (the spec as its YAML keys)."""
     data = dataclasses.asdict(plan)

@@ -93,20 +93,6 @@ def with_profile(data: ReportData, profile: PolicyProfile | None) -> ReportData:
     return replace(data, summaries=summaries, document=profile.document, status=profile.status)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``schoolmon report``."""
-    parser.add_argument("-c", "--config", required=True, help="collector.yaml")
-    parser.add_argument("--policy", required=True, help="policy profile name, e.g. cn-moe-2017")
-    parser.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
-    parser.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD")
-    parser.add_argument("--out", required=True, help="directory for report.html and report.csv")
-    parser.add_argument("--lang", choices=["zh-CN", "en"], default=None,
-                        help="labels (default: alerts.language of collector.yaml, else zh-CN)")
-    parser.add_argument("--tz", default=None,
-                        help="time zone of the days (default: the inventory's, else "
-                             "Asia/Shanghai)")
-
-
 def _date(value: str, flag: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)

@@ -6,7 +6,6 @@ engine's own ``compliance_lines``, plus speed tests; every figure of the report 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import io
@@ -19,11 +18,12 @@ import yaml
 
 from collector.config import CollectorConfig, Influx1Storage
 from collector.reports import Period, ReportOptions, write_report
-from collector.reports.command import add_arguments, cmd_report
+from collector.reports.command import cmd_report
 from collector.rules import ComplianceResult, compliance_lines
 from collector.storage.influx1 import Influx1Writer
 from collector.storage.lineprotocol import format_line
 from common.config import ConfigError
+from schoolmon.cli import build_parser
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration
@@ -124,10 +124,8 @@ def write_configs(tmp: Path, storage: dict[str, Any]) -> Path:
 
 
 def run_cli(*argv: str) -> int:
-    """cmd_report with its own argument parser (the lead wires it into schoolmon)."""
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return cmd_report(parser.parse_args(list(argv)))
+    """cmd_report with the arguments as ``schoolmon report`` parses them."""
+    return cmd_report(build_parser().parse_args(["report", *argv]))
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.reports.command import add_arguments, cmd_report
+from collector.reports.command import cmd_report
+from schoolmon.cli import build_parser
 from tests.conftest import Services
 from tests.integration.test_report import POLICY, fill, write_configs
 
@@ -85,18 +86,14 @@ def near(pixel: tuple[int, int, int], color: tuple[int, int, int], tol: int = 40
 @pytest.fixture
 def reports(services: Services, influx_db: str, tmp_path: Path) -> dict[str, Path]:
     """report.html in English and Chinese from the hand-built period in InfluxDB."""
-    import argparse
-
     fill(services.influx_url, influx_db)
     config = write_configs(tmp_path, {"kind": "influxdb1", "url": services.influx_url,
                                       "database": influx_db})
     out = {}
     for lang in ("en", "zh-CN"):
-        parser = argparse.ArgumentParser()
-        add_arguments(parser)
-        args = parser.parse_args(["-c", str(config), "--policy", POLICY, "--from", "2026-11-16",
-                                  "--to", "2026-11-18", "--out", str(tmp_path / lang),
-                                  "--lang", lang])
+        args = build_parser().parse_args([
+            "report", "-c", str(config), "--policy", POLICY, "--from", "2026-11-16",
+            "--to", "2026-11-18", "--out", str(tmp_path / lang), "--lang", lang])
         assert cmd_report(args) == 0
         out[lang] = tmp_path / lang / "report.html"
     return out

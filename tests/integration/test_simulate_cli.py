@@ -15,17 +15,16 @@ from collector.config import CollectorConfig
 from collector.inventory import load_inventory
 from collector.subscriber import Collector, build_writer
 from common.wire import AgentIdentity
-from schoolmon.simulate import add_arguments, cmd_simulate
+from schoolmon.cli import build_parser
+from schoolmon.simulate import cmd_simulate
 from tests.conftest import Services, influx_rows
 
 pytestmark = pytest.mark.integration
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    """The command's arguments (the lead wires add_arguments into schoolmon's parser)."""
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+    """The command's arguments, as ``schoolmon simulate`` parses them."""
+    return build_parser().parse_args(["simulate", *argv])
 
 
 def test_live_simulation_publishes_acks_and_takes_agents_offline(
