@@ -5,59 +5,40 @@ power cut or SIGKILL.  The batch id is an AUTOINCREMENT rowid, so it doubles as 
 ``seq``: it increases for the life of the spool file and is never reused after deletes.
 
 Bounds: payload bytes, age, and the file on disk (SQLite's pages in use plus the WAL, which is
-checkpointed every ``_WAL_LIMIT`` bytes and truncated back to that size, so it cannot grow to
+checkpointed every ``WAL_LIMIT`` bytes and truncated back to that size, so it cannot grow to
 fill the disk).  When over, the oldest batches go first.  A disk that fills up anyway (other
 files, a small card) is a counted event, never a crash: on SQLITE_FULL the oldest batches are
 evicted to make room and the append is retried; a batch that still cannot be stored is dropped.
 Every dropped sample is added to ``dropped_total``, kept in the database; a drop that could not
 be written (the disk was full) is held in memory and folded into the next transaction that
-succeeds.  ``_RESERVE`` bytes are kept allocated in a file beside the spool and given back to
+succeeds.  ``RESERVE`` bytes are kept allocated in a file beside the spool and given back to
 the file system when the disk is full, so that next transaction (evictions, the count, a
 checkpoint) has room: the count is exact across restarts unless the agent dies in the moment
 between a failed write and the release of the reserve.
 
-Delivery state (sent when, how many times) lives in memory only: a restarted agent sends every
-batch again anyway, and not writing it keeps the disk-full path free of writes.
+Delivery state (sent when, how many times) lives in memory only (agent/delivery.py); the file,
+its pragmas and the reserve are agent/spool_file.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import spool_file
+from agent.delivery import DeliveryState, NoWait, no_extra_wait
 from agent.probes.base import WallClockMs, wall_clock_ms
+from agent.spool_file import is_full
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batch (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_ms INTEGER NOT NULL,
-    samples    INTEGER NOT NULL,
-    payload    BLOB    NOT NULL,
-    sent_ms    INTEGER            -- unused since delivery state moved to memory; kept for old files
-);
-CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counter VALUES ('dropped_total', 0);
-INSERT OR IGNORE INTO counter VALUES ('rejected_total', 0);
-"""
-_WAL_LIMIT = 256 * 1024  # checkpoint and truncate the WAL at this size
-_RESERVE = 256 * 1024  # room for the writes that free space on a full disk
-_MIN_FILE_BOUND = 1024 * 1024  # below this the file bound would evict a spool's first pages
 _RESERVE_RETRY_MS = 60_000
 _FULL_LOG_EVERY_MS = 60_000
-
-NoWait = Callable[[int], int]
-
-
-def _no_extra_wait(_attempts: int) -> int:
-    return 0
 
 
 class SpoolWriteError(Exception):
@@ -83,17 +64,6 @@ class SpoolStats:
     rejected_total: int = 0
 
 
-@dataclass
-class _Sent:
-    sent_ms: int
-    attempts: int
-
-
-def _is_full(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.Error) and (
-        getattr(exc, "sqlite_errorcode", None) == 13 or "full" in str(exc))
-
-
 class Spool:
     """Thread-safe queue of batches on disk."""
 
@@ -102,13 +72,13 @@ class Spool:
         self.path = Path(path)
         self.reserve_path = self.path.with_name(self.path.name + "-reserve")
         self.max_bytes = max_bytes
-        self.file_bound = max(max_bytes, _MIN_FILE_BOUND)
+        self.file_bound = max(max_bytes, spool_file.MIN_FILE_BOUND)
         self.max_age_ms = int(max_age_s * 1000)
         self.clock_ms = clock_ms
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._bytes = 0
-        self._sent: dict[int, _Sent] = {}
+        self._sent = DeliveryState()
         self._pending: dict[str, int] = {"dropped_total": 0, "rejected_total": 0}
         self._reserve_tried_ms: int | None = None
         self._full_logged_ms: int | None = None
@@ -121,12 +91,12 @@ class Spool:
         except OSError as exc:
             raise SpoolWriteError(f"cannot open spool {self.path}: {exc}") from None
         try:
-            db = self._connect()
+            db = spool_file.connect(self.path)
         except (OSError, sqlite3.Error) as exc:
-            if not _is_full(exc) or not self._release_reserve():
+            if not is_full(exc) or not self._release_reserve():
                 raise SpoolWriteError(f"cannot open spool {self.path}: {exc}") from None
             try:  # an agent must start on a full spool and deliver what it holds
-                db = self._connect()
+                db = spool_file.connect(self.path)
             except (OSError, sqlite3.Error) as exc2:
                 raise SpoolWriteError(f"cannot open spool {self.path}: {exc2}") from None
         self._db = db
@@ -134,34 +104,6 @@ class Spool:
         self._sent.clear()
         self._make_reserve()
         return self
-
-    def _connect(self) -> sqlite3.Connection:
-        # 0600 however the agent is started (umask 022 outside systemd): SQLite gives its -wal
-        # and -shm files the mode of the database file; older files are tightened too.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(f"{self.path}{suffix}", 0o600)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            # Before the first table, or it has no effect: lets a full disk get space back.
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
-            # Debian's SQLite zeroes every freed page by default: an eviction would then write
-            # (to the WAL) as many bytes as it frees, impossible on a full disk.
-            db.execute("PRAGMA secure_delete=FAST")
-            page = int(db.execute("PRAGMA page_size").fetchone()[0])
-            db.execute(f"PRAGMA wal_autocheckpoint={_WAL_LIMIT // page}")
-            if db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'counter'"
-                          ).fetchone()[0] == 0 or db.execute(
-                    "SELECT COUNT(*) FROM counter").fetchone()[0] < 2:
-                db.executescript(_SCHEMA)  # writes only when something is missing
-        except BaseException:
-            db.close()
-            raise
-        return db
 
     def close(self) -> None:
         """Close the database."""
@@ -186,28 +128,13 @@ class Spool:
 
     def _make_reserve(self) -> None:
         self._reserve_tried_ms = self.clock_ms()
-        if self.reserve_path.exists():
-            return
-        try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                os.posix_fallocate(fd, 0, _RESERVE)
-            finally:
-                os.close(fd)
-        except OSError:  # no room for it now: try again later
-            with contextlib.suppress(OSError):
-                self.reserve_path.unlink()
+        spool_file.make_reserve(self.reserve_path)
 
     def _release_reserve(self) -> bool:
-        try:
-            self.reserve_path.unlink()
-        except OSError:
-            return False
-        return True
+        return spool_file.release_reserve(self.reserve_path)
 
     def _checkpoint(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        spool_file.checkpoint(self.db)
 
     # --- writes ---
 
@@ -234,7 +161,7 @@ class Spool:
             except sqlite3.Error as exc:
                 self._pending = pending
                 self._bytes = self._payload_bytes_or_keep()
-                if attempt == 0 and _is_full(exc):
+                if attempt == 0 and is_full(exc):
                     self._checkpoint()
                     continue
                 raise
@@ -276,7 +203,7 @@ class Spool:
                     seq = self._write(lambda db: self._insert(db, now, payload, samples))
                     break
                 except sqlite3.Error as exc:
-                    if not (_is_full(exc) and self._make_room(step)):
+                    if not (is_full(exc) and self._make_room(step)):
                         self._pending["dropped_total"] += samples
                         raise SpoolWriteError(f"spool {self.path}: {exc}; {samples} samples "
                                               "dropped (counted in dropped_total)") from None
@@ -340,20 +267,15 @@ class Spool:
         self._pending["dropped_total"] += sum(r[1] for r in rows)
         self._bytes -= sum(r[2] for r in rows)
         for r in rows:
-            self._sent.pop(r[0], None)
+            self._sent.forget(r[0])
         return len(rows)
-
-    def _file_bytes(self, db: sqlite3.Connection) -> int:
-        used = (int(db.execute("PRAGMA page_count").fetchone()[0])
-                - int(db.execute("PRAGMA freelist_count").fetchone()[0]))
-        return used * int(db.execute("PRAGMA page_size").fetchone()[0]) + _WAL_LIMIT + _RESERVE
 
     def _evict(self, db: sqlite3.Connection, now_ms: int) -> None:
         before = self._pending["dropped_total"]
         self._drop_rows(db, db.execute(
             "SELECT seq, samples, LENGTH(payload) FROM batch WHERE created_ms < ? ORDER BY seq",
             (now_ms - self.max_age_ms,)).fetchall())
-        while self._bytes > self.max_bytes or self._file_bytes(db) > self.file_bound:
+        while self._bytes > self.max_bytes or spool_file.file_bytes(db) > self.file_bound:
             rows = db.execute("SELECT seq, samples, LENGTH(payload) FROM batch ORDER BY seq "
                               "LIMIT 1").fetchall()
             if not rows:
@@ -376,8 +298,7 @@ class Spool:
             removed += db.execute("DELETE FROM batch WHERE seq BETWEEN ? AND ?",
                                   (first, last)).rowcount
             self._bytes -= int(size)
-            for seq in [s for s in self._sent if first <= s <= last]:
-                del self._sent[seq]
+            self._sent.forget_range(first, last)
         return removed
 
     def reject(self, seqs: list[int]) -> int:
@@ -395,12 +316,8 @@ class Spool:
 
     # --- delivery state, in memory ---
 
-    def _waiting(self, seq: int, resend_before_ms: int, extra_wait: NoWait) -> bool:
-        sent = self._sent.get(seq)
-        return sent is not None and sent.sent_ms + extra_wait(sent.attempts) >= resend_before_ms
-
     def due(self, limit: int, resend_before_ms: int,
-            extra_wait: NoWait = _no_extra_wait) -> list[Batch]:
+            extra_wait: NoWait = no_extra_wait) -> list[Batch]:
         """Oldest batches never sent, or sent before ``resend_before_ms`` (minus the
         ``extra_wait`` of their attempt count: the resend backoff) and still not acked."""
         out: list[Batch] = []
@@ -409,29 +326,26 @@ class Spool:
         with self._lock:
             for seq, n, payload in self.db.execute(
                     "SELECT seq, samples, payload FROM batch ORDER BY seq"):
-                if not self._waiting(seq, resend_before_ms, extra_wait):
+                if not self._sent.waiting(seq, resend_before_ms, extra_wait):
                     out.append(Batch(int(seq), int(n), bytes(payload)))
                     if len(out) == limit:
                         break
         return out
 
-    def in_flight(self, since_ms: int, extra_wait: NoWait = _no_extra_wait) -> int:
+    def in_flight(self, since_ms: int, extra_wait: NoWait = no_extra_wait) -> int:
         """Batches sent and not yet due again (sent at or after ``since_ms``, plus backoff)."""
         with self._lock:
-            return sum(self._waiting(s, since_ms, extra_wait) for s in self._sent)
+            return self._sent.in_flight(since_ms, extra_wait)
 
     def mark_sent(self, seqs: list[int], now_ms: int) -> None:
         """Record that these batches went out (once more)."""
         with self._lock:
-            for seq in seqs:
-                prev = self._sent.get(seq)
-                self._sent[seq] = _Sent(now_ms, prev.attempts + 1 if prev else 1)
+            self._sent.mark_sent(seqs, now_ms)
 
     def attempts(self, seq: int) -> int:
         """How often this batch was sent since the last reconnect."""
         with self._lock:
-            sent = self._sent.get(seq)
-            return sent.attempts if sent else 0
+            return self._sent.attempts(seq)
 
     def mark_unsent(self) -> None:
         """After a reconnect: every un-acked batch is due again."""

@@ -1,0 +1,63 @@
+"""The spool's delivery state, in memory: which batches went out, when, and how often.
+
+Not written to disk: a restarted agent sends every batch again anyway, and not writing it
+keeps the disk-full path free of writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+NoWait = Callable[[int], int]
+
+
+def no_extra_wait(_attempts: int) -> int:
+    """No backoff: a batch is due again ``ack_timeout`` after each send."""
+    return 0
+
+
+@dataclass
+class _Sent:
+    sent_ms: int
+    attempts: int
+
+
+class DeliveryState:
+    """Send times and attempt counts of the batches sent since the last reconnect."""
+
+    def __init__(self) -> None:
+        self._sent: dict[int, _Sent] = {}
+
+    def waiting(self, seq: int, resend_before_ms: int, extra_wait: NoWait) -> bool:
+        """True when the batch was sent and is not yet due again."""
+        sent = self._sent.get(seq)
+        return sent is not None and sent.sent_ms + extra_wait(sent.attempts) >= resend_before_ms
+
+    def in_flight(self, since_ms: int, extra_wait: NoWait) -> int:
+        """Batches sent and not yet due again."""
+        return sum(self.waiting(s, since_ms, extra_wait) for s in self._sent)
+
+    def mark_sent(self, seqs: list[int], now_ms: int) -> None:
+        """Record that these batches went out (once more)."""
+        for seq in seqs:
+            prev = self._sent.get(seq)
+            self._sent[seq] = _Sent(now_ms, prev.attempts + 1 if prev else 1)
+
+    def attempts(self, seq: int) -> int:
+        """How often this batch was sent since the last reconnect."""
+        sent = self._sent.get(seq)
+        return sent.attempts if sent else 0
+
+    def forget(self, seq: int) -> None:
+        """The batch left the spool."""
+        self._sent.pop(seq, None)
+
+    def forget_range(self, first: int, last: int) -> None:
+        """The batches ``first..last`` left the spool."""
+        for seq in [s for s in self._sent if first <= s <= last]:
+            del self._sent[seq]
+
+    def clear(self) -> None:
+        """After a reconnect (or on open): nothing is in flight."""
+        self._sent.clear()
