@@ -87,7 +87,13 @@ AGENT_CLOCK: Final = _m(
     {"offset_ms": "number", "applied_ms": "number", "corrected": "bool"},
     "An agent's clock offset (collector minus agent, ms) and the correction applied to its "
     "timestamps (clocks.py): for clocks off by over half the tolerance, once a minute.")
+RULES_LATE: Final = _m(
+    "rules_late", "district school agent",
+    {"min_ts_ms": "number", "max_ts_ms": "number"},
+    "A stored batch holding samples over a minute older than its receipt (a spooled backlog), "
+    "at the receipt time, with its samples' time range (late.py): what a rules restore from a "
+    "state snapshot reads back besides the samples newer than the snapshot.")
 
 MEASUREMENTS: Final[Mapping[str, Measurement]] = MappingProxyType(
     {m.name: m for m in (COMPLIANCE, SCHOOL_STATUS, SCHOOL_INFO, AGENT_STATUS, REJECT,
-                         AGENT_CLOCK)})
+                         AGENT_CLOCK, RULES_LATE)})

@@ -22,6 +22,7 @@ from typing import Any
 from collector.clocks import ClockBook, restore_clocks
 from collector.config import CollectorConfig
 from collector.inflight import Delivery, Inbound, InflightQueue, Offer, batch_key
+from collector.late import late_lines
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
 from collector.validate import Accepted, RejectCounter, TimeWindow, validate
@@ -230,6 +231,9 @@ class Collector:
                 lines.append(self.rejects.record(result))
                 if result.who is not None and result.seq is not None:
                     rejected[result.who].append((result.seq, result.cause))
+        # Backlogs, for a rules restore from a state snapshot (collector/late.py).
+        lines.extend(late_lines(((i.result.who, i.result.samples) for i in batch
+                                 if isinstance(i.result, Accepted)), int(time.time() * 1000)))
         if not self.storage.write(lines):
             return  # stopping: nothing acked, the broker and the agents still hold it all
         client = self._client
