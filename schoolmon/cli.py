@@ -163,9 +163,10 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
     standby = config.standby.enabled and shard.observes
     # A candidate holds the lease once its id stood unchallenged this long (collector/lease.py).
     lease = Lease(config, settle=min(1.0, config.rules.interval / 4)) if standby else None
+    snapshots: list[Any] = []  # the rules state's snapshot writer, once the engine is built
     active = RulesAndAlerts(config, args.config, shard, collector, lease=lease,
                             restore=lambda engine: _restore_rules(engine, config, args,
-                                                                  collector.stop_event))
+                                                                  collector, snapshots))
     if lease is None:
         _build_active(active, config)
     feed = DashboardFeed(collector.write_points, shard.inventory)
@@ -197,6 +198,8 @@ def cmd_collector_run(args: argparse.Namespace) -> int:
         lease.release()
     collector.stop()
     active.close()
+    for snapshot in snapshots:  # after the last observed batch: a restart replays nothing
+        snapshot.close()
     return code
 
 
@@ -210,22 +213,32 @@ def _build_active(active: Any, config: Any) -> None:
         raise UserError(f"alerts.state_path {state}: {exc}", 1) from None
 
 
-def _restore_rules(engine: Any, config: Any, args: argparse.Namespace,
-                   stop: threading.Event) -> None:
-    """Rebuild the rules state from storage before the first pass (held input meanwhile)."""
+def _restore_rules(engine: Any, config: Any, args: argparse.Namespace, collector: Any,
+                   snapshots: list[Any]) -> None:
+    """Rebuild the rules state before the first pass (held input meanwhile); snapshot it."""
     from collector.reports.query import InfluxReader
-    from collector.rules.restore import start_restore
+    from collector.rules.restore import SnapshotSource, start_restore
+    from collector.rules.snapshot import Snapshotter, storage_settled
 
     if args.evaluate_at is not None:  # tests: every pass at one instant, ingest on wall time
         engine.pass_clock = lambda: args.evaluate_at
     if not config.rules.restore:
         return
-    if getattr(config.storage, "server", "influxdb") != "influxdb":
+    storage = config.storage
+    if getattr(storage, "server", "influxdb") != "influxdb":
         logging.getLogger("collector.rules").warning(
             "rules: %s answers no InfluxQL: the state starts empty and fills from new samples",
-            config.storage.server)
+            storage.server)
         return
-    start_restore(engine, InfluxReader(config.storage), stop)
+    snap = None
+    if config.rules.snapshot_every > 0:
+        where = getattr(storage, "database", None) or getattr(storage, "bucket", "")
+        snap = SnapshotSource(Path(config.rules.snapshot), f"{storage.url}|{where}")
+        writer = Snapshotter(engine, snap.store, snap.path, config.rules.snapshot_every,
+                             settled=storage_settled(collector.storage.health))
+        writer.start()
+        snapshots.append(writer)
+    start_restore(engine, InfluxReader(storage), collector.stop_event, snap=snap)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from collector.inventory import Inventory, Network, School, load_inventory
 from collector.rules.evaluate import BoundRule, ShareTally, bind_rules, school_results
@@ -29,6 +30,7 @@ from common.wire import AgentIdentity, Sample
 log = logging.getLogger(__name__)
 
 WritePoints = Callable[[list[str]], bool]
+T = TypeVar("T")
 # Live samples held while a restore runs (~0.5 KB each); beyond, they are read back from storage.
 _MAX_HELD_SAMPLES = 1_000_000
 
@@ -139,6 +141,16 @@ class RulesEngine:
     def school_ids(self) -> list[str]:
         """Every school and network node the engine keeps state for, inventory order."""
         return list(self._schools)
+
+    def read_state(self, school_id: str, read: Callable[[SchoolState], T]) -> T:
+        """``read`` of one school's state under the lock (snapshot.py copies it)."""
+        with self._lock:
+            return read(self._schools[school_id])
+
+    def write_state(self, school_id: str, write: Callable[[SchoolState], None]) -> None:
+        """``write`` on one school's state under the lock (snapshot.py restores it)."""
+        with self._lock:
+            write(self._schools[school_id])
 
     def replay(self, items: list[tuple[AgentIdentity, Sample]]) -> None:
         """Stored samples, oldest first: taken in as if they had arrived when they were taken."""

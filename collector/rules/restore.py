@@ -7,6 +7,12 @@ series (the state keeps only the newest of those), the newest point of every oth
 agent (when it was last heard) and each agent's newest ``agent_status``. The state's counters
 skip what they already counted, so the same samples replayed are the state of a collector that
 took them in live, and ``history.py`` replays consecutive ranges to evaluate past days.
+
+With a state snapshot (snapshot.py, an accelerator: the samples stay the truth) only what the
+snapshot cannot hold is replayed: every sample newer than the snapshot (less a margin for
+batches in flight when it was taken), time slice by time slice for every school at once, and the
+time range of each backlog journalled after it (collector/late.py). Schools the snapshot lacks
+get the full replay.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from collector.late import LATE_MS
+from collector.measurements import RULES_LATE
+from collector.rules import snapshot
 from collector.rules.engine import RulesEngine
 from collector.rules.state import READ_FIELDS
 from common.kinds import KINDS
@@ -44,6 +54,12 @@ _NEWEST = (
 )
 _REPLAYED = frozenset(READ_FIELDS)
 _STATUS_MEASUREMENT = "agent_status"  # collector/measurements.py AGENT_STATUS
+# A batch received before a snapshot but observed after it was at most this long in the writer
+# (the storage timeout is 10 s; snapshot.py skips a snapshot after a failed write): its samples
+# are at most INFLIGHT_MS + LATE_MS older than the snapshot, or it is in the journal.
+INFLIGHT_MS = 30_000
+# The samples after a snapshot are read back this much at a time (every school at once).
+GAP_SLICE_MS = 60_000
 
 
 class Row(Protocol):
@@ -124,7 +140,8 @@ class Restorer:
         logged = started
         while stats.schools < len(ids):
             group = ids[stats.schools:stats.schools + self.batch]
-            stats.samples += self._replay_group(group, since_ms, until_ms, stats)
+            clause = " OR ".join(f'"school" = {_quote(s)}' for s in group)
+            stats.samples += self._replay_where(f"({clause})", since_ms, until_ms, None, stats)
             stats.schools += len(group)
             now = self._monotonic()
             if now - logged >= self.progress_every:
@@ -136,15 +153,47 @@ class Restorer:
         stats.seconds += self._monotonic() - started
         return stats
 
+    def replay_recent(self, since_ms: int, until_ms: int,
+                      stats: RestoreStats | None = None) -> RestoreStats:
+        """Every school's samples and statuses of ``since_ms`` < time <= ``until_ms``.
+
+        No school filter (a short range holds few samples of many schools): time slices of
+        GAP_SLICE_MS, oldest first; schools the engine does not keep are skipped by it.
+        """
+        stats = stats or RestoreStats()
+        started = self._monotonic()
+        lo = since_ms
+        while lo < until_ms:
+            hi = min(until_ms, lo + GAP_SLICE_MS)
+            stats.samples += self._replay_where("", lo, hi, lo, stats)
+            lo = hi
+        stats.seconds += self._monotonic() - started
+        return stats
+
+    def journal(self, since_ms: int, until_ms: int, oldest_ms: int) -> dict[str, tuple[int, int]]:
+        """school -> (oldest, newest) sample time of the backlogs stored after ``since_ms``."""
+        low, high = RULES_LATE.field("min_ts_ms"), RULES_LATE.field("max_ts_ms")
+        out: dict[str, tuple[int, int]] = {}
+        for s in self._query(f'SELECT min("{low}") AS "lo", max("{high}") AS "hi" FROM '
+                             f'"{RULES_LATE.name}" WHERE time > {since_ms}ms AND time <= '
+                             f'{until_ms}ms GROUP BY "school"', RestoreStats()):
+            school = s.tags.get("school")
+            if school and s.rows and s.rows[0].get("lo") is not None:
+                lo, hi = int(s.rows[0]["lo"]), int(s.rows[0]["hi"])
+                if hi > oldest_ms:
+                    out[school] = (max(lo, oldest_ms + 1), hi)
+        return out
+
     def _query(self, statement: str, stats: RestoreStats) -> list[Row]:
         stats.queries += 1
         result: list[Row] = self.source.query(statement)
         return result
 
-    def _replay_group(self, group: list[str], since_ms: int, until_ms: int,
-                      stats: RestoreStats) -> int:
-        schools = " OR ".join(f'"school" = {_quote(s)}' for s in group)
-        where = f"({schools}) AND time > {since_ms}ms AND time <= {until_ms}ms"
+    def _replay_where(self, schools: str, since_ms: int, until_ms: int,
+                      status_since: int | None, stats: RestoreStats) -> int:
+        """Replay one query's worth; ``schools`` is a school filter ('' for all)."""
+        span = f"time > {since_ms}ms AND time <= {until_ms}ms"
+        where = f"{schools} AND {span}" if schools else span
         items = list(_samples(self._query(f"SELECT {_WINDOWED} WHERE {where} GROUP BY *",
                                           stats)))
         for select, extra in _NEWEST:
@@ -160,9 +209,12 @@ class Restorer:
             who = _who(s.tags)
             if who is not None and s.rows:
                 self.engine.replay_heard(who, int(s.rows[0]["time"]))
-        for s in self._query(f'SELECT "state" FROM "{_STATUS_MEASUREMENT}" WHERE ({schools}) '
-                             f'AND time <= {until_ms}ms GROUP BY "district","school","agent" '
-                             "ORDER BY time DESC LIMIT 1", stats):
+        status_where = " AND ".join(
+            c for c in (schools, f"time <= {until_ms}ms",
+                        "" if status_since is None else f"time > {status_since}ms") if c)
+        for s in self._query(f'SELECT "state" FROM "{_STATUS_MEASUREMENT}" WHERE {status_where} '
+                             'GROUP BY "district","school","agent" ORDER BY time DESC LIMIT 1',
+                             stats):
             who = _who(s.tags)
             state = s.rows[0].get("state") if s.rows else None
             if who is not None and state in ("online", "offline"):
@@ -170,8 +222,17 @@ class Restorer:
         return len(items)
 
 
+@dataclass(frozen=True)
+class SnapshotSource:
+    """Where the state snapshot is and which storage it must belong to (snapshot.py)."""
+
+    path: Path
+    store: str
+
+
 def restore_on_start(engine: RulesEngine, source: StoredSamples, stop: threading.Event, *,
-                     retry_every: float = 5.0) -> RestoreStats | None:
+                     retry_every: float = 5.0,
+                     snap: SnapshotSource | None = None) -> RestoreStats | None:
     """Rebuild the engine's state for the longest window, retrying while storage is down.
 
     The engine holds live input meanwhile (``hold_for_restore`` was called before ingest
@@ -181,35 +242,75 @@ def restore_on_start(engine: RulesEngine, source: StoredSamples, stop: threading
     restorer = Restorer(engine, source)
     until = engine.clock()
     since = restorer.window_start(until) - 1  # the oldest bucket whole
-    total = len(engine.school_ids())
+    ids = engine.school_ids()
+    loaded = snapshot.load(engine, snap.store, snap.path, since) if snap else None
+    full = ids if loaded is None else [s for s in ids if s not in set(loaded.schools)]
     log.info("rules: restoring the state of %d schools from storage (samples since %s)",
-             total, time.strftime("%Y-%m-%d %H:%M", time.gmtime(since / 1000)))
-    stats = _replay_retrying(restorer, since, until, stop, retry_every=retry_every,
-                             total=total)
+             len(full), time.strftime("%Y-%m-%d %H:%M", time.gmtime(since / 1000)))
+    stats = _retrying(lambda st: restorer.replay(since, until, full, st), stop,
+                      retry_every=retry_every, total=len(full))
+    if stats is not None and loaded is not None:
+        more = _after_snapshot(restorer, loaded, until, since, stop, retry_every=retry_every)
+        stats = None if more is None else _add(stats, more)
     while stats is not None and (held := engine.finish_restore()) is None:
         since, until = until, engine.clock()
         log.info("rules: more samples arrived than the restore holds; reading them back")
-        more = _replay_retrying(restorer, since, until, stop, retry_every=retry_every,
-                                total=total)
-        if more is None:
-            return None
-        stats.samples += more.samples
-        stats.queries += more.queries
-        stats.seconds += more.seconds
+        more = _retrying(lambda st: restorer.replay(since, until, None, st), stop,  # noqa: B023
+                         retry_every=retry_every, total=len(ids))
+        stats = None if more is None else _add(stats, more)
     if stats is None:
         return None
+    stats.schools = len(ids)
     log.info("rules: state restored: %d schools, %d samples in %.1f s (%d queries); %d samples "
              "that arrived meanwhile taken in", stats.schools, stats.samples, stats.seconds,
              stats.queries, held)
     return stats
 
 
-def _replay_retrying(restorer: Restorer, since: int, until: int, stop: threading.Event, *,
-                     retry_every: float, total: int) -> RestoreStats | None:
+def _after_snapshot(restorer: Restorer, loaded: snapshot.Loaded, until: int, oldest: int,
+                    stop: threading.Event, *, retry_every: float) -> RestoreStats | None:
+    """The backlogs journalled after the snapshot, then every sample newer than it."""
+    gap_from = max(oldest, loaded.taken_ms - INFLIGHT_MS - LATE_MS)
+    log.info("rules: state snapshot of %s loaded for %d schools; reading back the %.0f s "
+             "after it", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(loaded.taken_ms / 1000)),
+             len(loaded.schools), (until - gap_from) / 1000)
+    have = set(loaded.schools)
+    journal = _retrying(lambda st: _journal(restorer, loaded.taken_ms - INFLIGHT_MS, until,
+                                            oldest, st, have=have), stop,
+                        retry_every=retry_every, total=len(have))
+    if journal is None:
+        return None
+    gap = _retrying(lambda st: restorer.replay_recent(gap_from, until, st), stop,
+                    retry_every=retry_every, total=len(have))
+    return None if gap is None else _add(journal, gap)
+
+
+def _journal(restorer: Restorer, since: int, until: int, oldest: int, stats: RestoreStats, *,
+             have: set[str]) -> RestoreStats:
+    """Replay each school's backlog range (before the gap: a live engine took it in so)."""
+    ranges = {k: v for k, v in restorer.journal(since, until, oldest).items() if k in have}
+    if ranges:
+        log.info("rules: %d schools had a backlog stored after the snapshot; replaying it",
+                 len(ranges))
+    for school, (lo, hi) in list(ranges.items())[stats.schools:]:
+        restorer.replay(lo - 1, hi, [school], RestoreStats())
+        stats.schools += 1
+    return stats
+
+
+def _add(stats: RestoreStats, more: RestoreStats) -> RestoreStats:
+    stats.samples += more.samples
+    stats.queries += more.queries
+    stats.seconds += more.seconds
+    return stats
+
+
+def _retrying(step: Callable[[RestoreStats], RestoreStats], stop: threading.Event, *,
+              retry_every: float, total: int) -> RestoreStats | None:
     stats = RestoreStats()
     while True:
         try:
-            return restorer.replay(since, until, stats=stats)
+            return step(stats)
         except Exception as exc:  # storage down or refusing: say so, keep ingesting, retry
             log.warning("rules: restore paused at %d/%d schools: %s; retrying in %.0f s "
                         "(ingest continues; no compliance pass until restored)",
@@ -218,11 +319,11 @@ def _replay_retrying(restorer: Restorer, since: int, until: int, stop: threading
                 return None
 
 
-def start_restore(engine: RulesEngine, source: StoredSamples,
-                  stop: threading.Event) -> threading.Thread:
+def start_restore(engine: RulesEngine, source: StoredSamples, stop: threading.Event, *,
+                  snap: SnapshotSource | None = None) -> threading.Thread:
     """hold_for_restore, then restore_on_start in a daemon thread named 'rules-restore'."""
     engine.hold_for_restore()
     thread = threading.Thread(target=restore_on_start, args=(engine, source, stop),
-                              name="rules-restore", daemon=True)
+                              kwargs={"snap": snap}, name="rules-restore", daemon=True)
     thread.start()
     return thread

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from common.config import Duration, Strict
+from common.config import Duration, DurationOrZero, Strict
 from common.figures import RATE_TOLERANCE_PCT, STATISTIC_RE
 from common.timetable import Timetable
 from common.vocab import MULTIMEDIA_TYPES, DeviceType
@@ -50,3 +50,8 @@ class RulesSettings(Strict):
     # Rebuild the state from the stored samples at start (restore.py): seconds for a district,
     # hours for a province's week (docs/benchmarks.md), when a pass on a young state is better.
     restore: bool = True
+    # A local file of the state (rules/snapshot.py), written every snapshot_every (0: never) and
+    # on a clean shutdown: a restart on this host loads it and replays from storage only what
+    # came after it (seconds for a province, docs/benchmarks.md); without it, the whole window.
+    snapshot: str = "/var/lib/schoolmon/rules-state.snapshot"
+    snapshot_every: DurationOrZero = 60.0

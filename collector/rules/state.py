@@ -253,5 +253,8 @@ class SchoolState:
             speed = 0.0  # a port that is down carries nothing: 0, not missing data
         elif speed is None:
             return
-        if key in self.backbone or len(self.backbone) < _MAX_BACKBONE_PORTS:
+        old = self.backbone.get(key)
+        if old is not None and s.ts_ms < old[0]:
+            return  # the newest reading wins, whatever the arrival order (a spooled backlog)
+        if old is not None or len(self.backbone) < _MAX_BACKBONE_PORTS:
             self.backbone[key] = (s.ts_ms, speed)
