@@ -58,8 +58,9 @@ _STATUS_MEASUREMENT = "agent_status"  # collector/measurements.py AGENT_STATUS
 # (the storage timeout is 10 s; snapshot.py skips a snapshot after a failed write): its samples
 # are at most INFLIGHT_MS + LATE_MS older than the snapshot, or it is in the journal.
 INFLIGHT_MS = 30_000
-# The samples after a snapshot are read back this much at a time (every school at once).
-GAP_SLICE_MS = 60_000
+# The samples after a snapshot are read back a time slice at a time (every school at once),
+# the slice sized to about this many samples (a province's minute is ~400,000).
+GAP_SLICE_SAMPLES = 200_000
 
 
 class Row(Protocol):
@@ -158,14 +159,18 @@ class Restorer:
         """Every school's samples and statuses of ``since_ms`` < time <= ``until_ms``.
 
         No school filter (a short range holds few samples of many schools): time slices of
-        GAP_SLICE_MS, oldest first; schools the engine does not keep are skipped by it.
+        about GAP_SLICE_SAMPLES, oldest first; schools the engine does not keep are skipped.
         """
         stats = stats or RestoreStats()
         started = self._monotonic()
-        lo = since_ms
+        lo, width = since_ms, 30_000
         while lo < until_ms:
-            hi = min(until_ms, lo + GAP_SLICE_MS)
-            stats.samples += self._replay_where("", lo, hi, lo, stats)
+            hi = min(until_ms, lo + width)
+            taken = self._replay_where("", lo, hi, lo, stats)
+            stats.samples += taken
+            # Quiet hours (a night, a district) in few queries, a busy province in bounded ones.
+            width = int(min(4.0, GAP_SLICE_SAMPLES / max(taken, 1)) * (hi - lo))
+            width = max(5_000, min(width, 6 * 3_600_000))
             lo = hi
         stats.seconds += self._monotonic() - started
         return stats
