@@ -8,9 +8,18 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from agent.probes import ProbeSettings
-from common.config import Duration, Identifier, MqttSettings, Strict, load_model
+from common.config import Duration, DurationOrZero, Identifier, MqttSettings, Strict, load_model
 from common.timetable import Timetable
+from common.vocab import AgentRole
 from common.wire import AgentIdentity
+
+# publish.linger when not set, by agent.role (docs/probes.md "Fewer messages" says why):
+# a gateway's reach (30 s) and iface (10 s) samples feed the live dashboards, so it waits at
+# most one reach interval; a classroom PC's fastest probes run every 60 s and its alerts wait
+# device_down_grace (10 min), so one interval of waiting costs nothing a rule can see.  An
+# agent.yaml without a role keeps sending each batch at once, as before the setting existed.
+DEFAULT_LINGER_S: dict[AgentRole | None, float] = {"gateway": 30.0, "classroom_pc": 60.0,
+                                                   "server": 30.0, None: 0.0}
 
 
 class AgentSection(Strict):
@@ -19,6 +28,8 @@ class AgentSection(Strict):
     id: Identifier
     school: Identifier
     district: Identifier
+    # What the agent runs on (as in the inventory): chooses publish.linger's default.
+    role: AgentRole | None = None
 
 
 class SpoolSettings(Strict):
@@ -37,6 +48,10 @@ class PublishSettings(Strict):
     resend_max: Duration = 600.0
     max_inflight: int = Field(default=20, ge=1, le=1000)
     flush_interval: Duration = 1.0
+    # Batches not yet sent wait up to this long (from the first one) to go out merged in one
+    # envelope; 0 sends each probe run's batch at once. Unset: by agent.role (DEFAULT_LINGER_S).
+    # At most 10 min: past rules.stale_after (15 min) an agent would look stale between sends.
+    linger: DurationOrZero | None = Field(default=None, le=600)
     reconnect_min: Duration = 1.0
     reconnect_max: Duration = 120.0
 
@@ -60,6 +75,13 @@ class AgentConfig(Strict):
         if any(p.school_hours_only for p in self.probes) and self.timetable is None:
             raise ValueError("school_hours_only needs a timetable section")
         return self
+
+    @property
+    def linger_s(self) -> float:
+        """publish.linger, or the default of the agent's role."""
+        if self.publish.linger is not None:
+            return self.publish.linger
+        return DEFAULT_LINGER_S[self.agent.role]
 
     @property
     def identity(self) -> AgentIdentity:

@@ -10,6 +10,9 @@ twice as long (up to ``resend_max``), so a slow store is not hammered by the sam
 A batch the collector names as ``rejected`` in an ack is one it will never accept: it leaves
 the spool, counted as dropped, so it cannot block delivery.  No spool error ends the agent or
 paho's network thread: callbacks log it (once until the spool works again) and carry on.
+
+With ``publish.linger`` (agent/linger.py) a new batch waits up to the linger to go out merged
+with the batches stored after it: fewer, larger messages.  A clean stop flushes what lingers.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.linger import coalesce
 from agent.probes.base import WallClockMs, wall_clock_ms
 from agent.spool import Spool, SpoolWriteError
 from common.mqtt import connect_async, make_client
@@ -51,8 +56,10 @@ class Publisher:
         self.acked_batches = 0
         self.published_batches = 0
         self.rejected_batches = 0
+        self.linger_ms = int(config.linger_s * 1000)
         self._client: Any = None
         self._spool_failing = False
+        self._acked = threading.Event()  # set by each ack: flush waits on it, not in a sleep
 
     def start(self) -> None:
         """Begin connecting in the background."""
@@ -69,6 +76,11 @@ class Publisher:
         client.on_message = self._on_message
         self._client = client
         connect_async(client, cfg.mqtt, session_expiry_s=cfg.mqtt.session_expiry)
+
+    def use_client(self, client: Any) -> None:
+        """Publish through an already connected client (a bench's or a test's transport)."""
+        self._client = client
+        self.connected.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say "offline" (retained) and disconnect."""
@@ -128,6 +140,7 @@ class Publisher:
         if ack.acked:
             with self._spool_call("ack"):
                 self.acked_batches += self.spool.ack(ack.acked)
+            self._acked.set()
         for seq, cause in ack.rejected:
             with self._spool_call("reject"):
                 samples = self.spool.reject([seq])
@@ -140,8 +153,10 @@ class Publisher:
         cfg = self.config.publish
         return resend_wait_ms(attempts, int(cfg.ack_timeout * 1000), int(cfg.resend_max * 1000))
 
-    def pump(self) -> int:
-        """Publish due batches (new, or not acked in time); returns how many went out."""
+    def pump(self, *, flush: bool = False) -> int:
+        """Publish due batches (new, or not acked in time); returns how many went out.
+
+        With a linger, fresh batches wait for it and go out merged; ``flush``: none waits."""
         client = self._client
         if client is None or not self.connected.is_set():
             return 0
@@ -155,7 +170,10 @@ class Publisher:
         with self._spool_call("read"):
             room = (self.config.publish.max_inflight
                     - self.spool.in_flight(now - timeout_ms, extra_wait))
-            batches = self.spool.due(room, now - timeout_ms, extra_wait)
+            ready = None
+            if self.linger_ms > 0 and room > 0:
+                ready = coalesce(self.spool, self.linger_ms, flush=flush, max_groups=room)
+            batches = self.spool.due(room, now - timeout_ms, extra_wait, ready=ready)
             topic = self.topics.data(self.who)
             for batch in batches:
                 payload = wrap_envelope(self.who, batch.seq, now, batch.payload)
@@ -167,3 +185,25 @@ class Publisher:
                 self.spool.mark_sent(sent, now)
                 self.published_batches += len(sent)
         return len(sent)
+
+    def flush(self, timeout: float) -> bool:
+        """On a clean stop: publish what lingers now, then wait up to ``timeout`` for the acks
+        of what is in flight (so the next start need not send it again).  True when nothing
+        is left lingering or unacknowledged; what is left stays in the spool either way."""
+        with self._spool_call("flush"):
+            if self.linger_ms <= 0 or not self.spool.fresh():
+                return True  # nothing lingers: stop as without a linger
+        deadline = time.monotonic() + timeout
+        timeout_ms = int(self.config.publish.ack_timeout * 1000)
+        while self.connected.is_set():
+            self._acked.clear()
+            self.pump(flush=True)
+            with self._spool_call("flush"):
+                if not self.spool.fresh() and self.spool.in_flight(
+                        self.clock_ms() - timeout_ms) == 0:
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._acked.wait(min(left, 0.2))
+        return False

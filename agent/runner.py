@@ -22,6 +22,8 @@ from common.wire import Sample
 log = logging.getLogger(__name__)
 
 AGENT_SAMPLE_INTERVAL = 60.0
+# On a clean stop, how long the publisher may wait for the acks of the batches it flushed.
+FLUSH_WAIT_S = 5.0
 
 
 def installed_version() -> str:
@@ -131,6 +133,7 @@ class Agent:
                 stop.wait(0.2)
         finally:
             self.scheduler.shutdown()
+            self.publisher.flush(FLUSH_WAIT_S)  # nothing lingers past a clean stop
             self.publisher.stop()
             self.spool.close()
 
@@ -143,7 +146,7 @@ class Agent:
             if not self.scheduler.run_all_once(timeout):
                 log.error("not every probe finished within %.0fs", timeout)
             while time.monotonic() < deadline:
-                self.publisher.pump()
+                self.publisher.pump(flush=True)  # --once: nothing to wait for
                 if self.spool.stats().depth == 0:
                     return True
                 time.sleep(0.05)
