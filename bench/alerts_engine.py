@@ -22,8 +22,7 @@ from zoneinfo import ZoneInfo
 
 from bench.report import machine, write_section
 from collector.alerts.engine import AlertEngine
-from collector.alerts.settings import AlertRulesSettings
-from collector.config import AlertSettings
+from collector.alerts.settings import AlertRulesSettings, AlertSettings
 from collector.inventory import Inventory
 from common.wire import AgentIdentity, Sample
 

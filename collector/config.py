@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from collector.alerts.settings import AlertRulesSettings
+from collector.alerts.settings import AlertSettings
 from collector.rules.settings import RulesSettings
 from common.config import (
     Duration,
@@ -77,7 +77,6 @@ class Influx2Storage(WithSecrets):
     server: Literal["influxdb", "victoriametrics"] = "influxdb"
 
 
-Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 StorageSettings = Annotated[Influx1Storage | Influx2Storage, Field(discriminator="kind")]
 
 
@@ -111,36 +110,6 @@ class ClockSettings(Strict):
     # A new offset is applied when a message this much later agrees with it: one envelope
     # never moves an agent's data.  0 applies the first estimate at once.
     confirm_after: DurationOrZero = 20.0
-
-
-class SmtpSettings(WithSecrets):
-    """Outgoing mail server for alerts."""
-
-    _secret_names: ClassVar[tuple[str, ...]] = ("password",)
-
-    host: str
-    port: int = Field(default=587, ge=1, le=65535)
-    starttls: bool = True
-    tls: bool = False  # implicit TLS (port 465)
-    username: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    ca_file: str | None = None
-
-
-class AlertSettings(Strict):
-    """Alert emails to district IT."""
-
-    smtp: SmtpSettings
-    from_: Email = Field(alias="from")
-    to: list[Email] = Field(min_length=1)
-    language: Literal["zh-CN", "en"] = "zh-CN"
-    group_wait: Duration = 30.0
-    repeat_interval: Duration = 4 * 3600.0
-    send_resolved: bool = True
-    state_path: str = "/var/lib/schoolmon/alerts.db"
-    dashboard_url: str | None = None
-    rules: AlertRulesSettings = AlertRulesSettings()
 
 
 # What a collector process does (docs/scaling.md, "Roles and shards"): ``ingest`` stores and

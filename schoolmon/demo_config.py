@@ -46,9 +46,8 @@ def write_configs(workdir: Path, env: dict[str, str], speedtest_url: str, *, smt
         "rules": {"interval": "5s", "recent": "1h"},
         "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp_port, "starttls": False},
                    "from": "demo@schoolmon.example", "to": ["district-it@schoolmon.example"],
-                   "language": lang, "group_wait": "2s",
-                   "state_path": str(workdir / "alerts.db"),
-                   "rules": {"group_interval": "5s"}},
+                   "language": lang, "group_wait": "2s", "group_interval": "5s",
+                   "state_path": str(workdir / "alerts.db")},
     }
     agent = {
         "agent": {"id": "demo-gw", "school": LOCAL_SCHOOL, "district": inventory.districts[0].id},

@@ -19,11 +19,10 @@ from collector.alerts.notifier import Notification, Notifier, Timing
 from collector.alerts.quiet import QuietHours
 from collector.alerts.render import MailRenderer, MailSettings
 from collector.alerts.schooltime import Directory
-from collector.alerts.settings import AlertRulesSettings
+from collector.alerts.settings import AlertRulesSettings, AlertSettings
 from collector.alerts.smtp import Connector, MailSender, smtp_connector
 from collector.alerts.state import AlertStore
 from collector.alerts.tracker import ConditionTracker
-from collector.config import AlertSettings
 from collector.inventory import Inventory
 from common.timetable import Timetable
 from common.wire import AgentIdentity, Sample
@@ -53,9 +52,9 @@ class AlertEngine:
                          settings.dashboard_url, self.rules.dashboard_path), self.directory)
         timing = Timing(
             group_wait_ms=int(settings.group_wait * 1000),
-            group_interval_ms=int(self.rules.group_interval * 1000),
+            group_interval_ms=int(settings.group_interval * 1000),
             repeat_interval_ms=int(settings.repeat_interval * 1000),
-            resolve_timeout_ms=int(self.rules.resolve_timeout * 1000),
+            resolve_timeout_ms=int(settings.resolve_timeout * 1000),
             send_resolved=settings.send_resolved)
         self.notifier = Notifier(self.store, timing, Inhibitor(self.rules.inhibit),
                                  self.renderer)

@@ -1,14 +1,15 @@
-"""Alert conditions, thresholds and notification timing: ``alerts.rules`` in collector.yaml."""
+"""The ``alerts:`` section of collector.yaml: where mails go and when (``AlertSettings``, timed
+like an Alertmanager route), and what fires (``alerts.rules``: conditions and thresholds)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from common.config import Duration, Strict
+from common.config import Duration, Strict, WithSecrets
 from common.timetable import TimeZoneName
 from common.vocab import AgentRole
 
@@ -90,8 +91,12 @@ def _default_inhibit() -> list[InhibitRule]:
     ]
 
 
+# Keys that older collector.yaml files had under alerts.rules.
+_MOVED_TO_ALERTS = ("group_interval", "resolve_timeout")
+
+
 class AlertRulesSettings(Strict):
-    """What fires, when, and how notifications are timed beyond ``AlertSettings``."""
+    """What fires and when: conditions and their thresholds (timing is ``AlertSettings``)."""
 
     enabled: list[AlertName] = list(ALERT_NAMES)
     # agent_offline
@@ -113,14 +118,21 @@ class AlertRulesSettings(Strict):
     spool_drop_window: Duration = 3600.0
     # storage_refusing: the collector's storage has stored nothing for this long
     storage_refusing_after: Duration = 300.0
-    # Timing (group_wait, repeat_interval and send_resolved are in AlertSettings)
-    group_interval: Duration = 300.0
-    resolve_timeout: Duration = 86400.0
     quiet_hours: str | None = None  # e.g. "22:00-07:00": mails held and sent after
     quiet_hours_timezone: TimeZoneName = "Asia/Shanghai"
     inhibit: list[InhibitRule] = Field(default_factory=_default_inhibit)
     dashboard_path: str = "/d/schoolmon-school?var-school={school}"
     smtp_timeout: Duration = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _MOVED_TO_ALERTS:
+                if key in data:
+                    raise ValueError(f"{key} is a notification timing: write it as "
+                                     f"alerts.{key} (beside group_wait), not alerts.rules.{key}")
+        return data
 
     @field_validator("quiet_hours")
     @classmethod
@@ -135,3 +147,39 @@ class AlertRulesSettings(Strict):
         if "{school}" not in value:
             raise ValueError("must contain {school}")
         return value
+
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class SmtpSettings(WithSecrets):
+    """Outgoing mail server for alerts."""
+
+    _secret_names: ClassVar[tuple[str, ...]] = ("password",)
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+
+
+class AlertSettings(Strict):
+    """Alert emails to district IT."""
+
+    smtp: SmtpSettings
+    from_: Email = Field(alias="from")
+    to: list[Email] = Field(min_length=1)
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    # Notification timing, one group as in an Alertmanager route (collector/alerts/notifier.py)
+    group_wait: Duration = 30.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 4 * 3600.0
+    resolve_timeout: Duration = 86400.0
+    send_resolved: bool = True
+    state_path: str = "/var/lib/schoolmon/alerts.db"
+    dashboard_url: str | None = None
+    rules: AlertRulesSettings = AlertRulesSettings()

@@ -12,8 +12,8 @@ import smtplib
 import ssl
 from collections.abc import Callable
 
+from collector.alerts.settings import SmtpSettings
 from collector.alerts.state import OutboxItem
-from collector.config import SmtpSettings
 
 log = logging.getLogger(__name__)
 

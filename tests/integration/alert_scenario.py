@@ -8,8 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.alerts.engine import AlertEngine
-from collector.alerts.settings import AlertRulesSettings
-from collector.config import AlertSettings
+from collector.alerts.settings import AlertRulesSettings, AlertSettings
 from collector.inventory import Inventory
 from common.wire import AgentIdentity, Sample
 from tests.peers.smtp_server import USER, SmtpServer
@@ -73,7 +72,7 @@ def alerts_yaml(state: Path, server: SmtpServer, **overrides: Any) -> dict[str, 
         "from": "schoolmon@district.example", "to": ["it@district.example"],
         "language": "en", "group_wait": "1s", "state_path": str(state),
         # A re-announced alert goes out at the next tick, not after 5 minutes.
-        "rules": {"group_interval": "1s"},
+        "group_interval": "1s",
         **overrides,
     }
 

@@ -222,8 +222,9 @@ def test_storage_refusing_alert_is_mailed_while_influxdb_refuses(
     db = "sr_alert_" + topic_prefix[1:9]
     (tmp_path / "smtp").mkdir()
     smtp = start_smtp(tmp_path / "smtp", PASSWORD)
-    rules = AlertRulesSettings(storage_refusing_after=1.0, group_interval=1.0)
-    settings = alert_settings(tmp_path / "alerts.db", smtp, language="en", group_wait="1s")
+    rules = AlertRulesSettings(storage_refusing_after=1.0)
+    settings = alert_settings(tmp_path / "alerts.db", smtp, language="en", group_wait="1s",
+                              group_interval="1s")
     engine = AlertEngine(settings, Inventory(districts=[]), rules)
     config = CollectorConfig.model_validate({
         "mqtt": {"host": "127.0.0.1", "port": services.mqtt_port, "topic_prefix": topic_prefix,

@@ -17,9 +17,9 @@ import yaml
 from collector.alerts.inhibit import Inhibitor
 from collector.alerts.model import Alert, AlertKey, Evaluation
 from collector.alerts.notifier import Notification, Notifier, Timing
+from collector.alerts.settings import SmtpSettings
 from collector.alerts.smtp import MailSender
 from collector.alerts.state import AlertStore, OutboxItem
-from collector.config import SmtpSettings
 from collector.inventory import load_inventory
 from collector.reports.csvout import render_csv
 from common.config import ConfigError

@@ -7,9 +7,9 @@ import smtplib
 
 import pytest
 
+from collector.alerts.settings import SmtpSettings
 from collector.alerts.smtp import MailSender
 from collector.alerts.state import OutboxItem
-from collector.config import SmtpSettings
 
 SECRET = "Very-Secret-99"
 

@@ -24,7 +24,7 @@ def test_defaults_match_the_documented_thresholds() -> None:
     assert targets.for_category("teaching_point") == 4.0
     assert rules.offline_after == 600 and rules.device_down_grace == 600
     assert rules.bandwidth_consecutive_tests == 3 and rules.wifi_poor_dbm == -75
-    assert rules.group_interval == 300 and rules.quiet_hours is None
+    assert rules.quiet_hours is None
 
 
 def test_yaml_errors_name_the_key(tmp_path: Path) -> None:
@@ -34,14 +34,14 @@ def test_yaml_errors_name_the_key(tmp_path: Path) -> None:
         "offline_afer": "5m", "quiet_hours": "22:00-22:00", "quiet_hours_timezone": "Mars/Base",
         "inhibit": [{"source": ["internet_down"], "target": ["device_down"],
                      "target_match": ["role~gateway"]}],
-        "dashboard_path": "/d/x", "enabled": ["toaster"], "group_interval": "soon",
+        "dashboard_path": "/d/x", "enabled": ["toaster"], "wifi_poor_for": "soon",
     }))
     with pytest.raises(ConfigError) as info:
         load_model(AlertRulesSettings, path)
     text = "\n".join(info.value.lines)
     for key in ("offline_afer: unknown key", "quiet_hours: ", "quiet_hours_timezone: unknown",
                 "inhibit.0.target_match: ", "dashboard_path: must contain {school}",
-                "enabled.0: ", "group_interval: "):
+                "enabled.0: ", "wifi_poor_for: "):
         assert f"rules.yaml: {key}" in text, text
 
 
@@ -86,7 +86,7 @@ def test_inhibit_matchers() -> None:
 
 def test_docs_example_is_valid_and_shows_the_defaults() -> None:
     """docs/alerts.md: the collector.yaml example validates; its values are the defaults."""
-    from collector.config import AlertSettings
+    from collector.alerts.settings import AlertSettings
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "alerts.md").read_text("utf-8")
     blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
@@ -96,5 +96,16 @@ def test_docs_example_is_valid_and_shows_the_defaults() -> None:
     settings = AlertSettings.model_validate(
         example, context={"environ": {"SCHOOLMON_SMTP_PASSWORD": "x"}})
     assert settings.group_wait == 30 and settings.smtp.secret("password") == "x"
+    assert (settings.group_interval, settings.resolve_timeout) == (300, 86400)
     inhibit = AlertRulesSettings.model_validate(yaml.safe_load(blocks[1])).inhibit
     assert inhibit == AlertRulesSettings().inhibit
+
+
+def test_timing_under_rules_names_its_new_place(tmp_path: Path) -> None:
+    """group_interval and resolve_timeout moved beside group_wait: the old place says so."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"group_interval": "5m"}))
+    with pytest.raises(ConfigError) as info:
+        load_model(AlertRulesSettings, path)
+    text = "\n".join(info.value.lines)
+    assert "write it as alerts.group_interval (beside group_wait)" in text, text
