@@ -8,7 +8,15 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from agent.probes import ProbeSettings
-from common.config import Duration, DurationOrZero, Identifier, MqttSettings, Strict, load_model
+from common.config import (
+    Duration,
+    DurationOrZero,
+    Identifier,
+    MqttSettings,
+    Strict,
+    load_model,
+    require_unique,
+)
 from common.timetable import Timetable
 from common.vocab import AgentRole
 from common.wire import AgentIdentity
@@ -68,10 +76,8 @@ class AgentConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_probe_names(self) -> AgentConfig:
-        names = [p.instance_name(p.type) for p in self.probes]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"probe names must be unique; give 'name:' to {', '.join(dupes)}")
+        require_unique((p.instance_name(p.type) for p in self.probes), "probe name",
+                       "; give each of them a 'name:'")
         if any(p.school_hours_only for p in self.probes) and self.timetable is None:
             raise ValueError("school_hours_only needs a timetable section")
         return self

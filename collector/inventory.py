@@ -10,7 +10,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from common.config import Identifier, Strict, load_model
+from common.config import Identifier, Strict, load_model, require_unique
 from common.timetable import Timetable, TimeZoneName
 from common.vocab import AgentRole, DeviceType, NetworkLinkRole
 
@@ -97,8 +97,8 @@ class School(Strict):
     @model_validator(mode="after")
     def _references(self) -> School:
         rooms = [c.id for c in self.classrooms]
-        _no_duplicates(rooms, "classroom")
-        _no_duplicates([d.id for d in self.devices], "device")
+        require_unique(rooms, "classroom id")
+        require_unique([d.id for d in self.devices], "device id")
         for i, dev in enumerate(self.devices):
             if dev.classroom not in rooms:
                 raise ValueError(f"devices.{i}.classroom: unknown classroom {dev.classroom!r}")
@@ -147,11 +147,11 @@ class Inventory(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Inventory:
-        _no_duplicates([d.id for d in self.districts], "district")
-        _no_duplicates([s.id for s in self.schools], "school")
-        _no_duplicates([s.id for s in self.schools] + [n.id for n in self.networks],
-                       "school or network")
-        _no_duplicates([a.id for a in self.agents], "agent")
+        require_unique([d.id for d in self.districts], "district id")
+        require_unique([s.id for s in self.schools], "school id")
+        require_unique([s.id for s in self.schools] + [n.id for n in self.networks],
+                       "school or network id")
+        require_unique([a.id for a in self.agents], "agent id")
         districts = {d.id for d in self.districts}
         schools = {s.id: s for s in self.schools}
         for i, school in enumerate(self.schools):
@@ -219,14 +219,6 @@ class UnmatchedDistrictError(ValueError):
         super().__init__(f"{pattern!r} matches no district of the inventory")
         self.index = index
         self.pattern = pattern
-
-
-def _no_duplicates(ids: list[str], what: str) -> None:
-    seen: set[str] = set()
-    for value in ids:
-        if value in seen:
-            raise ValueError(f"duplicate {what} id {value!r}")
-        seen.add(value)
 
 
 def load_inventory(path: str | Path, environ: Mapping[str, str] | None = None) -> Inventory:

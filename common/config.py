@@ -13,7 +13,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
@@ -62,6 +62,18 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 # For spreads and offsets, where "0s" means none.
 DurationOrZero = Annotated[float, BeforeValidator(_parse_duration_or_zero)]
 Identifier = Annotated[str, Field(pattern=ID_RE.pattern)]
+
+
+def require_unique(values: Iterable[str], what: str, hint: str = "") -> None:
+    """Raise ValueError naming every repeated value: "duplicate <what> 'a', 'b'<hint>"."""
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for value in values:
+        if value in seen:
+            repeated[value] = None
+        seen.add(value)
+    if repeated:
+        raise ValueError(f"duplicate {what} {', '.join(map(repr, repeated))}{hint}")
 
 
 class Strict(BaseModel):

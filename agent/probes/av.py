@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from agent.probes.av_checks import DEFAULT_CHECKERS, Checker, CheckError, Fields
 from agent.probes.base import TAG_PATTERN, ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.icmp import IcmpPermissionError
-from common.config import Duration, WithSecrets
+from common.config import Duration, WithSecrets, require_unique
 from common.vocab import DeviceType
 from common.wire import Sample
 
@@ -82,10 +82,7 @@ class AvSettings(ProbeSettingsBase):
 
     @model_validator(mode="after")
     def _unique_names(self) -> AvSettings:
-        names = [d.name for d in self.devices]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"devices: names must be unique, repeated: {', '.join(dupes)}")
+        require_unique((d.name for d in self.devices), "device name")
         return self
 
     def run_timeout(self, grace: float = GRACE_S) -> float:

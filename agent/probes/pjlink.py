@@ -24,7 +24,7 @@ from agent.probes.pjlink_protocol import (
     ProjectorStatus,
     query_projector,
 )
-from common.config import Duration, WithSecrets
+from common.config import Duration, WithSecrets, require_unique
 from common.wire import FieldValue, Sample
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,7 @@ class PjlinkSettings(ProbeSettingsBase):
 
     @model_validator(mode="after")
     def _unique_names(self) -> PjlinkSettings:
-        names = [d.name for d in self.devices]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"devices: names must be unique, repeated: {', '.join(dupes)}")
+        require_unique((d.name for d in self.devices), "device name")
         return self
 
     def build(self) -> PjlinkProbe:

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from agent.probes.base import ProbeError, ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.echo_sessions import IcmpSession, TcpSession
 from agent.probes.icmp import DEFAULT_SOCKETS, IcmpPermissionError, IcmpSockets
-from common.config import Duration, Strict
+from common.config import Duration, Strict, require_unique
 from common.vocab import TargetRole
 from common.wire import FieldValue, Sample
 
@@ -168,10 +168,7 @@ class ReachSettings(ProbeSettingsBase):
 
     @model_validator(mode="after")
     def _unique(self) -> ReachSettings:
-        names = [t.name for t in self.targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"targets: names must be unique: {', '.join(dupes)}")
+        require_unique((t.name for t in self.targets), "target name")
         return self
 
     @property

@@ -36,7 +36,7 @@ from agent.probes.snmp_parsers.aptables import (
 from agent.probes.snmp_parsers.counters import agent_restarted, rate_bps
 from agent.probes.snmp_parsers.ifmib import IF_COLUMNS, SYS_UPTIME, IfRow, parse_if_table
 from agent.probes.values import ValueGuard
-from common.config import Duration, WithSecrets
+from common.config import Duration, WithSecrets, require_unique
 from common.wire import FieldValue, Sample
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,7 @@ class SnmpSettings(ProbeSettingsBase):
 
     @model_validator(mode="after")
     def _unique(self) -> SnmpSettings:
-        names = [t.name for t in self.targets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"targets: names must be unique, repeated: {', '.join(dupes)}")
+        require_unique((t.name for t in self.targets), "target name")
         return self
 
     def run_timeout(self) -> float:

@@ -32,7 +32,7 @@ from agent.probes.ssh_parsers import VENDORS, IfStatus, ParseError
 from agent.probes.ssh_parsers.model import merge
 from agent.probes.ssh_session import SshError, SshSession, Timeouts, redact
 from agent.probes.values import ValueGuard
-from common.config import Duration, Identifier, WithSecrets
+from common.config import Duration, Identifier, WithSecrets, require_unique
 from common.wire import FieldValue, Sample
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,7 @@ class SshSettings(ProbeSettingsBase):
 
     @model_validator(mode="after")
     def _unique(self) -> SshSettings:
-        names = [t.name for t in self.targets]
-        if len(set(names)) != len(names):
-            raise ValueError("targets: names must be unique")
+        require_unique((t.name for t in self.targets), "target name")
         return self
 
     def build(self) -> SshProbe:

@@ -278,7 +278,7 @@ def test_settings_secret_and_validation() -> None:
     with pytest.raises(ValueError, match="PJLINK_PW is not set"):
         PjlinkSettings.model_validate(base, context={"environ": {}})
     twice = {**base, "devices": base["devices"] * 2}  # type: ignore[operator]
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match="duplicate device name"):
         PjlinkSettings.model_validate(twice, context={"environ": {"PJLINK_PW": "x"}})
     with pytest.raises(ValueError, match="classroom"):
         PjlinkSettings.model_validate({"type": "pjlink", "devices": [

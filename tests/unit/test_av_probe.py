@@ -214,7 +214,7 @@ def test_duplicate_device_names_refused() -> None:
     """Names are the device tag: they must be unique."""
     dev = {"name": "d", "classroom": "301", "device_type": "other", "host": "h",
            "method": "icmp"}
-    with pytest.raises(ValidationError, match="names must be unique, repeated: d"):
+    with pytest.raises(ValidationError, match="duplicate device name 'd'"):
         settings(devices=[dev, dev])
 
 

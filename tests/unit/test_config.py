@@ -18,6 +18,7 @@ from common.config import (
     load_model,
     parse_duration,
     read_yaml,
+    require_unique,
 )
 
 
@@ -261,3 +262,24 @@ def test_models_are_frozen(tmp_path: Path) -> None:
     settings = load_model(MqttSettings, write_yaml(tmp_path, "host: h\n"), environ={})
     with pytest.raises(ValidationError):
         settings.host = "other"  # type: ignore[misc]
+
+
+def test_require_unique_names_every_repeated_value_once() -> None:
+    """One message for every "names must be unique" check: each repeated value, in order."""
+    require_unique(["a", "b"], "device name")
+    with pytest.raises(ValueError, match=r"^duplicate device name 'b', 'a'$"):
+        require_unique(["b", "a", "b", "a", "b"], "device name")
+
+
+def test_two_probes_of_one_type_need_names(tmp_path: Path) -> None:
+    """Two unnamed snmp probes: one line naming the duplicate and the fix."""
+    from agent.config import load_agent_config
+
+    path = tmp_path / "agent.yaml"
+    probe = "{type: reach, targets: [{name: gw, host: 192.0.2.1, role: gateway}]}"
+    path.write_text("agent: {id: a1, school: s1, district: d1}\n"
+                    f"mqtt: {{host: 127.0.0.1, username: null}}\nprobes: [{probe}, {probe}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_agent_config(path)
+    assert info.value.lines == [
+        f"{path}: (top): duplicate probe name 'reach'; give each of them a 'name:'"]

@@ -315,7 +315,7 @@ def test_icmp_not_permitted_skips_target_not_a_false_down(
         ([{"name": "a", "host": "h", "role": "router"}], "role"),
         ([{"name": "a", "host": "h", "role": "dns", "method": "udp"}], "method"),
         ([{"name": "a", "host": "h", "role": "dns"}, {"name": "a", "host": "g", "role": "dns"}],
-         "names must be unique"),
+         "duplicate target name 'a'"),
         ([], "at least 1"),
         ([{"name": "a", "host": "h", "role": "dns", "method": "tcp", "port": 70000}], "port"),
     ],

@@ -244,7 +244,7 @@ def test_bad_targets_are_config_errors(target: dict[str, object], error: str) ->
 
 def test_target_names_are_unique_and_v3_versions_coerce() -> None:
     """Two targets with one name are refused; ``version: 3`` (a YAML int) means "3"."""
-    with pytest.raises(ValidationError, match="repeated: core-sw"):
+    with pytest.raises(ValidationError, match="duplicate target name 'core-sw'"):
         SnmpSettings.model_validate({"type": "snmp", "targets": [SW, SW]},
                                     context={"environ": ENV})
     ok = SnmpSettings.model_validate({"type": "snmp", "targets": [{**AC, "version": 3}]},

@@ -342,7 +342,7 @@ def test_settings_defaults_unique_names_and_secret_never_shown() -> None:
     assert cfg.targets[0].secret("password") == PASSWORD
     assert cfg.targets[1].secret("password") is None
     assert PASSWORD not in repr(cfg) and PASSWORD not in str(cfg.model_dump())
-    with pytest.raises(ValueError, match="unique"):
+    with pytest.raises(ValueError, match="duplicate target name"):
         settings(target("a", "huawei"), target("a", "linux"))
 
 
