@@ -9,10 +9,9 @@ skip what they already counted, so the same samples replayed are the state of a 
 took them in live, and ``history.py`` replays consecutive ranges to evaluate past days.
 
 With a state snapshot (snapshot.py, an accelerator: the samples stay the truth) only what the
-snapshot cannot hold is replayed: every sample newer than the snapshot (less a margin for
-batches in flight when it was taken), time slice by time slice for every school at once, and the
-time range of each backlog journalled after it (collector/late.py). Schools the snapshot lacks
-get the full replay.
+snapshot cannot hold is replayed: the time range of each backlog journalled after it
+(collector/late.py), then every sample newer than it less a margin for batches in flight when it
+was taken (gap.py). Schools the snapshot lacks get the full replay.
 """
 
 from __future__ import annotations
@@ -26,8 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from collector.late import LATE_MS
-from collector.measurements import RULES_LATE
-from collector.rules import snapshot
+from collector.rules import gap, snapshot
 from collector.rules.engine import RulesEngine
 from collector.rules.state import READ_FIELDS
 from common.kinds import KINDS
@@ -58,9 +56,6 @@ _STATUS_MEASUREMENT = "agent_status"  # collector/measurements.py AGENT_STATUS
 # (the storage timeout is 10 s; snapshot.py skips a snapshot after a failed write): its samples
 # are at most INFLIGHT_MS + LATE_MS older than the snapshot, or it is in the journal.
 INFLIGHT_MS = 30_000
-# The samples after a snapshot are read back a time slice at a time (every school at once),
-# the slice sized to about this many samples (a province's minute is ~400,000).
-GAP_SLICE_SAMPLES = 200_000
 
 
 class Row(Protocol):
@@ -154,42 +149,8 @@ class Restorer:
         stats.seconds += self._monotonic() - started
         return stats
 
-    def replay_recent(self, since_ms: int, until_ms: int,
-                      stats: RestoreStats | None = None) -> RestoreStats:
-        """Every school's samples and statuses of ``since_ms`` < time <= ``until_ms``.
-
-        No school filter (a short range holds few samples of many schools): time slices of
-        about GAP_SLICE_SAMPLES, oldest first; schools the engine does not keep are skipped.
-        """
-        stats = stats or RestoreStats()
-        started = self._monotonic()
-        lo, width = since_ms, 30_000
-        while lo < until_ms:
-            hi = min(until_ms, lo + width)
-            taken = self._replay_where("", lo, hi, lo, stats)
-            stats.samples += taken
-            # Quiet hours (a night, a district) in few queries, a busy province in bounded ones.
-            width = int(min(4.0, GAP_SLICE_SAMPLES / max(taken, 1)) * (hi - lo))
-            width = max(5_000, min(width, 6 * 3_600_000))
-            lo = hi
-        stats.seconds += self._monotonic() - started
-        return stats
-
-    def journal(self, since_ms: int, until_ms: int, oldest_ms: int) -> dict[str, tuple[int, int]]:
-        """school -> (oldest, newest) sample time of the backlogs stored after ``since_ms``."""
-        low, high = RULES_LATE.field("min_ts_ms"), RULES_LATE.field("max_ts_ms")
-        out: dict[str, tuple[int, int]] = {}
-        for s in self._query(f'SELECT min("{low}") AS "lo", max("{high}") AS "hi" FROM '
-                             f'"{RULES_LATE.name}" WHERE time > {since_ms}ms AND time <= '
-                             f'{until_ms}ms GROUP BY "school"', RestoreStats()):
-            school = s.tags.get("school")
-            if school and s.rows and s.rows[0].get("lo") is not None:
-                lo, hi = int(s.rows[0]["lo"]), int(s.rows[0]["hi"])
-                if hi > oldest_ms:
-                    out[school] = (max(lo, oldest_ms + 1), hi)
-        return out
-
-    def _query(self, statement: str, stats: RestoreStats) -> list[Row]:
+    def query(self, statement: str, stats: RestoreStats) -> list[Row]:
+        """One statement, counted."""
         stats.queries += 1
         result: list[Row] = self.source.query(statement)
         return result
@@ -199,17 +160,17 @@ class Restorer:
         """Replay one query's worth; ``schools`` is a school filter ('' for all)."""
         span = f"time > {since_ms}ms AND time <= {until_ms}ms"
         where = f"{schools} AND {span}" if schools else span
-        items = list(_samples(self._query(f"SELECT {_WINDOWED} WHERE {where} GROUP BY *",
+        items = list(_samples(self.query(f"SELECT {_WINDOWED} WHERE {where} GROUP BY *",
                                           stats)))
         for select, extra in _NEWEST:
-            items.extend(_samples(self._query(
+            items.extend(_samples(self.query(
                 f"SELECT {select} WHERE {where}{extra} GROUP BY * ORDER BY time DESC LIMIT 1",
                 stats)))
         # Oldest first across series: a scan's BSSIDs, a device's samples, in time order.
         items.sort(key=lambda item: item[1].ts_ms)
         self.engine.replay(items)
         others = ",".join(f'"{k}"' for k in KINDS if k not in _REPLAYED)
-        for s in self._query(f"SELECT * FROM {others} WHERE {where} GROUP BY "
+        for s in self.query(f"SELECT * FROM {others} WHERE {where} GROUP BY "
                              '"district","school","agent" ORDER BY time DESC LIMIT 1', stats):
             who = _who(s.tags)
             if who is not None and s.rows:
@@ -217,7 +178,7 @@ class Restorer:
         status_where = " AND ".join(
             c for c in (schools, f"time <= {until_ms}ms",
                         "" if status_since is None else f"time > {status_since}ms") if c)
-        for s in self._query(f'SELECT "state" FROM "{_STATUS_MEASUREMENT}" WHERE {status_where} '
+        for s in self.query(f'SELECT "state" FROM "{_STATUS_MEASUREMENT}" WHERE {status_where} '
                              'GROUP BY "district","school","agent" ORDER BY time DESC LIMIT 1',
                              stats):
             who = _who(s.tags)
@@ -285,20 +246,29 @@ def _after_snapshot(restorer: Restorer, loaded: snapshot.Loaded, until: int, old
                         retry_every=retry_every, total=len(have))
     if journal is None:
         return None
-    gap = _retrying(lambda st: restorer.replay_recent(gap_from, until, st), stop,
-                    retry_every=retry_every, total=len(have))
-    return None if gap is None else _add(journal, gap)
+
+    def recent(stats: RestoreStats) -> RestoreStats:
+        started = time.monotonic()
+        stats.samples += gap.replay_range(restorer.engine, lambda q: restorer.query(q, stats),
+                                          gap_from, until)
+        stats.seconds += time.monotonic() - started
+        return stats
+
+    more = _retrying(recent, stop, retry_every=retry_every, total=len(have))
+    return None if more is None else _add(journal, more)
 
 
 def _journal(restorer: Restorer, since: int, until: int, oldest: int, stats: RestoreStats, *,
              have: set[str]) -> RestoreStats:
     """Replay each school's backlog range (before the gap: a live engine took it in so)."""
-    ranges = {k: v for k, v in restorer.journal(since, until, oldest).items() if k in have}
+    found = gap.journal(lambda q: restorer.query(q, stats), since, until, oldest)
+    ranges = {k: v for k, v in found.items() if k in have}
     if ranges:
         log.info("rules: %d schools had a backlog stored after the snapshot; replaying it",
                  len(ranges))
     for school, (lo, hi) in list(ranges.items())[stats.schools:]:
-        restorer.replay(lo - 1, hi, [school], RestoreStats())
+        more = restorer.replay(lo - 1, hi, [school], RestoreStats())
+        stats.samples, stats.queries = stats.samples + more.samples, stats.queries + more.queries
         stats.schools += 1
     return stats
 
