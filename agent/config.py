@@ -21,7 +21,7 @@ from common.timetable import Timetable
 from common.vocab import AgentRole
 from common.wire import AgentIdentity
 
-# publish.linger when not set, by agent.role (docs/probes.md "Fewer messages" says why):
+# publish.linger when not set, by agent.role (docs/reliability.md "Fewer messages" says why):
 # a gateway's reach (30 s) and iface (10 s) samples feed the live dashboards, so it waits at
 # most one reach interval; a classroom PC's fastest probes run every 60 s and its alerts wait
 # device_down_grace (10 min), so one interval of waiting costs nothing a rule can see.  An
