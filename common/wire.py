@@ -39,7 +39,11 @@ NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 RESERVED_TAGS: Final = frozenset({"district", "school", "agent"})
 # Backslashes and control characters cannot be written safely as InfluxDB tag values; C1
 # controls (U+0085 is a line break to many readers) and U+2028/U+2029 never belong in a name.
-_BAD_TAG_CHARS: Final = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# As a regex character-class body: probes clean device names with it, settings are checked
+# against TAG_PATTERN, and the collector refuses a batch whose tags hold any of it.
+TAG_FORBIDDEN: Final = r"\\\x00-\x1f\x7f-\x9f\u2028\u2029"
+TAG_PATTERN: Final = rf"^[^{TAG_FORBIDDEN}]{{1,{MAX_TAG_VALUE_LEN}}}$"
+_BAD_TAG_CHARS: Final = re.compile(f"[{TAG_FORBIDDEN}]")
 
 FieldValue = int | float | bool | str
 

@@ -16,11 +16,11 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from agent.probes.av_checks import DEFAULT_CHECKERS, Checker, CheckError, Fields
-from agent.probes.base import TAG_PATTERN, ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.icmp import IcmpPermissionError
 from common.config import Duration, WithSecrets, require_unique
 from common.vocab import DeviceType
-from common.wire import Sample
+from common.wire import TAG_PATTERN, Sample
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,12 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from common.config import Duration, DurationOrZero, Strict
-from common.wire import Sample
+from common.wire import TAG_FORBIDDEN, Sample
 
-# What a tag value may not hold, as common/wire.py refuses it (a tag with one of these makes the
-# collector refuse the whole batch): backslash, C0 and C1 controls, DEL, U+2028/U+2029.  Device
-# names arrive from devices: every probe cleans them with TAG_FORBIDDEN_RE, and names from
-# settings are checked with TAG_PATTERN.
-TAG_FORBIDDEN: Final = r"\\\x00-\x1f\x7f-\x9f\u2028\u2029"
+# What a tag value may not hold is common/wire.py's (a tag with one of these makes the collector
+# refuse the whole batch).  Device names arrive from devices: every probe cleans them with
+# TAG_FORBIDDEN_RE, and names from settings are checked with TAG_PATTERN.
 TAG_FORBIDDEN_RE: Final = re.compile(f"[{TAG_FORBIDDEN}]")
-TAG_PATTERN: Final = rf"^[^{TAG_FORBIDDEN}]{{1,128}}$"
 
 WallClockMs = Callable[[], int]
 Monotonic = Callable[[], float]

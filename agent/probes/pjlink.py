@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agent.probes.base import TAG_PATTERN, ProbeSettingsBase, WallClockMs, wall_clock_ms
+from agent.probes.base import ProbeSettingsBase, WallClockMs, wall_clock_ms
 from agent.probes.pjlink_protocol import (
     PJLINK_PORT,
     PjlinkAuthError,
@@ -25,7 +25,7 @@ from agent.probes.pjlink_protocol import (
     query_projector,
 )
 from common.config import Duration, WithSecrets, require_unique
-from common.wire import FieldValue, Sample
+from common.wire import TAG_PATTERN, FieldValue, Sample
 
 log = logging.getLogger(__name__)
 

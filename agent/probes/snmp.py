@@ -19,7 +19,6 @@ from typing import Annotated, ClassVar, Literal, Protocol
 from pydantic import Field, field_validator, model_validator
 
 from agent.probes.base import (
-    TAG_PATTERN,
     Monotonic,
     ProbeSettingsBase,
     WallClockMs,
@@ -37,14 +36,14 @@ from agent.probes.snmp_parsers.counters import agent_restarted, rate_bps
 from agent.probes.snmp_parsers.ifmib import IF_COLUMNS, SYS_UPTIME, IfRow, parse_if_table
 from agent.probes.values import ValueGuard
 from common.config import Duration, WithSecrets, require_unique
-from common.wire import FieldValue, Sample
+from common.wire import MAX_TAG_VALUE_LEN, TAG_PATTERN, FieldValue, Sample
 
 log = logging.getLogger(__name__)
 
 AuthProtocol = Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"]
 PrivProtocol = Literal["des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c"]
 # A tag value on the wire: short, no control characters, no backslash (common/wire.py).
-TagStr = Annotated[str, Field(min_length=1, max_length=128, pattern=TAG_PATTERN)]
+TagStr = Annotated[str, Field(min_length=1, max_length=MAX_TAG_VALUE_LEN, pattern=TAG_PATTERN)]
 
 
 class SnmpTargetSettings(WithSecrets):

@@ -23,7 +23,6 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.probes.base import (
     TAG_FORBIDDEN_RE,
-    TAG_PATTERN,
     ProbeError,
     ProbeSettingsBase,
     WallClockMs,
@@ -40,7 +39,7 @@ from agent.probes.wifi_parsers import (
 )
 from agent.probes.wifi_parsers.base import Bss, WifiParseError, WifiRadioOffError, decode_output
 from common.config import Duration
-from common.wire import FieldValue, Sample
+from common.wire import TAG_PATTERN, FieldValue, Sample
 
 log = logging.getLogger(__name__)
 

@@ -54,6 +54,6 @@ def as_text(value: Value) -> str | None:
             continue
     else:
         text = raw.decode("utf-8", "replace")
-    # Tag values may not hold what the wire refuses (agent/probes/base.py: TAG_FORBIDDEN).
+    # Tag values may not hold what the wire refuses (common/wire.py: TAG_FORBIDDEN).
     text = TAG_FORBIDDEN_RE.sub(" ", text).strip()
     return text[:128] or None
