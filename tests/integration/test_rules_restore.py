@@ -1,6 +1,8 @@
 """Done means: a rules collector SIGKILLed and restarted gives, in its first pass, every school,
 classroom, rule and policy the same compliance point (and school_status) as a collector that
-never stopped, both evaluating at the same instant: its state is rebuilt from InfluxDB."""
+never stopped, both evaluating at the same instant: its state is rebuilt from InfluxDB, from its
+state snapshot plus what was stored after it (the backfill: a backlog found by the journal the
+writer stores), and with no snapshot at all (the full replay)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,8 @@ def collector_yaml(tmp: Path, name: str, services: Services, db: str, prefix: st
         "storage": {"kind": "influxdb1", "url": services.influx_url, "database": db},
         "write": {"flush_interval": "100ms"},
         "inventory": "inventory.yaml", "policies": POLICIES,
-        "rules": {"interval": "1s"},
+        "rules": {"interval": "1s", "snapshot": str(tmp / f"{name}.snapshot"),
+                  "snapshot_every": "1h"},  # written on a clean stop only, here
     }
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -125,6 +129,43 @@ def backfill(config_yaml: Path, plan: SimulationPlan, url: str,
         wait_until(lambda: proc.passes() >= seen + 2, 60, "two passes after the backfill")  # noqa: B023
 
 
+@dataclass(frozen=True)
+class Restarted:
+    """A restart to check: the collector's config, T, its storage and what it restores from."""
+
+    config: Path
+    at: int
+    url: str
+    db: str
+    restart: str  # "snapshot" or "full"
+
+
+def restart_and_compare(r: Restarted, expected: dict[Any, Any], want_status: dict[Any, Any],
+                        before: dict[Any, Any]) -> tuple[Proc, dict[Any, Any]]:
+    """Start the killed collector again; its first pass must be the reference's."""
+    for m in ("compliance", "school_status"):  # only the restarted pass may write them
+        influx_query(r.url, r.db, f'DROP MEASUREMENT "{m}"')
+    main = Proc(r.config, r.at)
+    wait_until(lambda: main.passes() >= 1, 120, "the first pass after the restart")
+    log = main.text().decode(errors="replace")
+    restored = next(line for line in log.splitlines() if "state restored" in line)
+    assert f" {SCHOOLS} schools," in restored, restored
+    assert ("backlog stored after the snapshot" in log) == (r.restart == "snapshot"), log
+    first = next(line for line in log.splitlines() if " points in " in line)
+    wait_until(lambda: len(points(r.url, r.db, "compliance")) == len(expected), 30,
+               "the first pass stored")
+    got = points(r.url, r.db, "compliance")
+    wait_until(lambda: len(points(r.url, r.db, "school_status")) == len(want_status), 30,
+               "the first pass's school_status stored")
+    got_status = points(r.url, r.db, "school_status")
+    print(r.restart, restored, first, len(got), sep="\n")
+    assert {k[-1] for k in got} == {r.at}, first
+    assert got == expected, r.restart
+    assert got == before  # and what it wrote before the kill
+    assert len(got_status) == SCHOOLS and got_status == want_status
+    return main, got
+
+
 TAGS = {"policy", "rule", "metric", "scope", "district", "school", "classroom", "category",
         "ownership"}
 
@@ -146,37 +187,34 @@ def test_restart_after_sigkill_gives_the_same_first_pass(
     started = int(time.time() * 1000)
     at = started + 18 * 60_000
     ref, main = Proc(ref_yaml, at), Proc(main_yaml, at)
+    snapshot = tmp_path / "main.snapshot"
     try:
+        # A clean stop writes the (young) state's snapshot; the restart loads it.
+        wait_until(lambda: main.passes() >= 1, 60, "the first pass")
+        main.stop()
+        assert snapshot.exists() and snapshot.stat().st_mode & 0o777 == 0o600
+        main = Proc(main_yaml, at)
+        wait_until(lambda: b"state restored" in main.text(), 60, "the restore")
+        assert b"loaded for 10 schools" in main.text(), main.text()[-2000:]
         backfill(main_yaml, plan, url, [(influx_db, main), (ref_db, ref)])
         assert time.time() * 1000 < at - 15 * 60_000, "the backfill arrived too late for T"
-        main.stop(signal.SIGKILL)
+        journal = influx_rows(url, influx_db, 'SELECT count("min_ts_ms") FROM "rules_late"')
+        assert journal and journal[0]["count"] > 0  # the backfill is a backlog
+        expected = points(url, ref_db, "compliance")
+        want_status = points(url, ref_db, "school_status")
         before = points(url, influx_db, "compliance")
         assert before, "the main collector evaluated before it was killed"
-        for m in ("compliance", "school_status"):  # only the restarted pass may write them
-            influx_query(url, influx_db, f'DROP MEASUREMENT "{m}"')
-        main = Proc(main_yaml, at)
-        wait_until(lambda: main.passes() >= 1, 120, "the first pass after the restart")
-        log = main.text().decode(errors="replace")
-        restored = next(line for line in log.splitlines() if "state restored" in line)
-        assert f" {SCHOOLS} schools," in restored, restored
-        first = next(line for line in log.splitlines() if " points in " in line)
-        expected = points(url, ref_db, "compliance")
-        wait_until(lambda: len(points(url, influx_db, "compliance")) == len(expected), 30,
-                   "the first pass stored")
-        got = points(url, influx_db, "compliance")
-        want_status = points(url, ref_db, "school_status")
-        wait_until(lambda: len(points(url, influx_db, "school_status")) == len(want_status), 30,
-                   "the first pass's school_status stored")
-        got_status = points(url, influx_db, "school_status")
+        # From the snapshot (older than the backfill) and the journal, then with no snapshot.
+        for restart in ("snapshot", "full"):
+            main.stop(signal.SIGKILL)
+            if restart == "full":
+                snapshot.unlink()
+            main, got = restart_and_compare(Restarted(main_yaml, at, url, influx_db, restart),
+                                            expected, want_status, before)
     finally:
         main.stop()
         ref.stop()
         influx_query(url, "", f'DROP DATABASE "{ref_db}"')
-    print(restored, first, len(got), sep="\n")
-    assert {k[-1] for k in got} == {at}, first
-    assert got == expected
-    assert got == before  # and what it wrote before the kill
-    assert len(got_status) == SCHOOLS and got_status == want_status
     # The windowed figures were really restored, not trivially equal (all no_data).
     by_rule: dict[str, list[Any]] = {}
     for key, fields in got.items():
