@@ -139,7 +139,8 @@ def dump(engine: RulesEngine, store: str, path: Path) -> tuple[int, int]:
     head = orjson.dumps({"format": FORMAT, "marshal": marshal.version,
                          "engine": engine_fingerprint(engine, store), "taken_ms": taken,
                          "bytes": len(body), "crc32": zlib.crc32(body)})
-    tmp = path.with_name(path.name + ".tmp")
+    # Per process: a standby taking over on this host may write while the old active stops.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(_MAGIC + head + b"\n")
