@@ -3,28 +3,31 @@
 The full replay (restore.py) asks per group of schools with ``GROUP BY *``, which InfluxDB
 answers with one JSON series per tag set: cheap when a series holds a week of points, ~80 us a
 sample when it holds one, as in the minute or two after a snapshot. Here every school is read at
-once, tags as columns and no ``GROUP BY`` (one series per measurement, a row per sample), every
-sample of the range through the state (which keeps the newest reach, link and port reading
-itself, whatever the order), in time slices sized to a bounded number of rows.
+once, one kind per query with the tags the state reads as columns and no ``GROUP BY`` (a row per
+sample), every sample of the range through the state (which keeps the newest reach, link and
+port reading itself, whatever the order). InfluxDB 1.x opens every series of a measurement for
+a time range however short (~10 us each: ~15 s for a province's 1.5 million series), so the
+range is read in as few queries as memory allows: one for the minutes after a snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from collector.measurements import AGENT_STATUS, RULES_LATE
 from collector.rules.engine import RulesEngine
-from collector.rules.state import READ_FIELDS
+from collector.rules.state import READ_FIELDS, READ_TAGS
 from common.kinds import KINDS
 from common.wire import AgentIdentity, Sample
 
 _IDENTITY = ("agent", "district", "school")
 _READ = tuple(READ_FIELDS)
 _OTHERS = tuple(k for k in KINDS if k not in READ_FIELDS)
-# A province's minute is ~300,000 samples of the rules' kinds (docs/benchmarks.md).
-SLICE_SAMPLES = 200_000
-_FIRST_SLICE_MS = 30_000
+# Rows per time slice (a province's minute is ~300,000 samples at 5-minute rounds); the first
+# slice is the whole range when it is this short.
+SLICE_SAMPLES = 2_000_000
+_WHOLE_MS = 15 * 60_000
 
 
 class Series(Protocol):
@@ -37,13 +40,13 @@ class Series(Protocol):
 Query = Callable[[str], list[Any]]
 
 
-def _names(names: list[str]) -> str:
+def _names(names: Iterable[str]) -> str:
     return ",".join(f'"{n}"' for n in dict.fromkeys(names))
 
 
-_COLUMNS = _names([*(f for k in _READ for f in READ_FIELDS[k]),
-                   *(t for k in _READ for t in sorted(KINDS[k].tags)), *_IDENTITY])
-_FROM = _names(list(_READ))
+def _select(kind: str) -> str:
+    return (f"SELECT {_names([*READ_FIELDS[kind], *READ_TAGS[kind], *_IDENTITY])} "
+            f'FROM "{kind}"')
 
 
 def _who(row: dict[str, Any]) -> AgentIdentity | None:
@@ -56,7 +59,7 @@ def _who(row: dict[str, Any]) -> AgentIdentity | None:
 def _samples(series: list[Series]) -> list[tuple[AgentIdentity, Sample]]:
     out = []
     for s in series:
-        tags, fields = sorted(KINDS[s.name].tags), READ_FIELDS[s.name]
+        tags, fields = READ_TAGS[s.name], READ_FIELDS[s.name]
         for row in s.rows:
             who = _who(row)
             if who is None:
@@ -74,21 +77,22 @@ def replay_range(engine: RulesEngine, query: Query, since_ms: int, until_ms: int
     Returns the samples replayed; raises what ``query`` raises (a retry starts again: replaying
     the same samples twice counts them once).
     """
-    total, lo, width = 0, since_ms, _FIRST_SLICE_MS
+    total, lo = 0, since_ms
+    width = until_ms - since_ms if until_ms - since_ms <= _WHOLE_MS else 60_000
     while lo < until_ms:
         hi = min(until_ms, lo + width)
         span = f"time > {lo}ms AND time <= {hi}ms"
-        items = _samples(query(f"SELECT {_COLUMNS} FROM {_FROM} WHERE {span}"))
+        items = [i for kind in _READ for i in _samples(query(f"{_select(kind)} WHERE {span}"))]
         items.sort(key=lambda item: item[1].ts_ms)  # a scan's BSSIDs, a device's samples
         engine.replay(items)
-        for s in query(f"SELECT *::field,{_names(list(_IDENTITY))} FROM {_names(list(_OTHERS))} "
+        for s in query(f"SELECT *::field,{_names(_IDENTITY)} FROM {_names(_OTHERS)} "
                        f"WHERE {span}"):
             for row in s.rows:
                 who = _who(row)
                 if who is not None:
                     engine.replay_heard(who, int(row["time"]))
         state = AGENT_STATUS.field("state")
-        for s in query(f'SELECT "{state}",{_names(list(_IDENTITY))} FROM "{AGENT_STATUS.name}" '
+        for s in query(f'SELECT "{state}",{_names(_IDENTITY)} FROM "{AGENT_STATUS.name}" '
                        f"WHERE {span}"):
             for row in s.rows:
                 who = _who(row)

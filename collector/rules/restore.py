@@ -210,7 +210,8 @@ def restore_on_start(engine: RulesEngine, source: StoredSamples, stop: threading
     since = restorer.window_start(until) - 1  # the oldest bucket whole
     ids = engine.school_ids()
     loaded = snapshot.load(engine, snap.store, snap.path, since) if snap else None
-    full = ids if loaded is None else [s for s in ids if s not in set(loaded.schools)]
+    have = set() if loaded is None else set(loaded.schools)
+    full = [s for s in ids if s not in have]
     log.info("rules: restoring the state of %d schools from storage (samples since %s)",
              len(full), time.strftime("%Y-%m-%d %H:%M", time.gmtime(since / 1000)))
     stats = _retrying(lambda st: restorer.replay(since, until, full, st), stop,

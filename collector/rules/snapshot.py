@@ -22,6 +22,7 @@ import logging
 import marshal
 import os
 import threading
+import weakref
 import zlib
 from array import array
 from collections.abc import Callable
@@ -60,9 +61,15 @@ def engine_fingerprint(engine: RulesEngine, store: str) -> str:
                    s.default_timetable.model_dump_json())
 
 
+_FINGERPRINTS: weakref.WeakKeyDictionary[SchoolState, str] = weakref.WeakKeyDictionary()
+
+
 def school_fingerprint(state: SchoolState) -> str:
     """One school's inventory entry (its devices, classrooms, timetable): changed -> replayed."""
-    return _digest(state.school.model_dump_json())
+    found = _FINGERPRINTS.get(state)
+    if found is None:  # an engine's inventory never changes: once per school, not per snapshot
+        found = _FINGERPRINTS[state] = _digest(state.school.model_dump_json())
+    return found
 
 
 def _counter(c: RingCounter) -> tuple[int, bytes]:

@@ -30,6 +30,16 @@ READ_FIELDS: dict[str, tuple[str, ...]] = {
     "iface": ("link_mbps", "up"),
     "netdev_if": ("speed_mbps", "up"),
 }
+# The tags each kind's handler reads (besides the agent's identity): what a restore from a state
+# snapshot selects as columns (gap.py).
+READ_TAGS: dict[str, tuple[str, ...]] = {
+    "av": ("device", "classroom", "device_type"),
+    "wifi": ("classroom",),
+    "speedtest": ("server",),
+    "reach": ("target", "target_role"),
+    "iface": ("role",),
+    "netdev_if": ("device", "ifname"),
+}
 # Evidence a speed test needs to count (issue 18): a result over fewer bytes or less time is no
 # measurement of the link (a server that broke off, a budget nearly spent).  Absent fields (older
 # agents) are not held against a result.
