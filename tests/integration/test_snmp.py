@@ -246,12 +246,14 @@ def test_agent_restart_gives_no_rate_then_rates_again(tmp_path: Path) -> None:
         p = probe(agent.env, {"name": "sw", "host": "127.0.0.1", "port": agent.port, **V2C})
         assert "in_bps" not in ifaces(collect(p), "sw")["lo"]
         wait_until(lambda: uptime_ticks(agent.port, community) >= 300, 10, "3 s of uptime")
-        assert "in_bps" in ifaces(collect(p), "sw")["lo"]
+        before = collect(p)
+        assert "in_bps" in ifaces(before, "sw")["lo"]
         agent.stop()
         assert netdev(collect(p), "sw") == {"up": False}
         agent.start()
         after = collect(p)
-        assert netdev(after, "sw")["uptime_s"] == 0
+        # It went back (0 or 1 s, depending on how long the restart took on a loaded machine).
+        assert netdev(after, "sw")["uptime_s"] < netdev(before, "sw")["uptime_s"]
         assert "in_bps" not in ifaces(after, "sw")["lo"]  # counters may have reset with it
         assert "in_bps" in ifaces(collect(p), "sw")["lo"]
     finally:
