@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from collector.validate import Accepted, Rejected
 from common.wire import AgentIdentity
@@ -29,8 +30,7 @@ BatchKey = tuple[AgentIdentity, int, bytes]
 REMEMBER_STORED = 20_000
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One MQTT message carrying a batch: what to PUBACK once it is stored."""
 
     mid: int
@@ -38,7 +38,16 @@ class Delivery:
     generation: int  # the connection it came on: a mid means nothing on a later one
 
 
-@dataclass
+class Raw(NamedTuple):
+    """A data message as paho's thread hands it over: validated later, in a batch."""
+
+    topic: str
+    payload: bytes
+    recv_ms: int  # when it arrived (clock correction and the time window use it)
+    delivery: Delivery
+
+
+@dataclass(slots=True)
 class Inbound:
     """A validated message (and any resends of it) waiting for its write."""
 
@@ -80,16 +89,89 @@ class QueueStats:
 
 @dataclass
 class InflightQueue:
-    """Queue of batches for the writer thread, bounded in messages and bytes."""
+    """Queue of batches for the writer thread, bounded in messages and bytes.
+
+    Two ways in: ``offer`` (one validated message), and ``receive`` + ``intake`` +
+    ``offer_many``: paho's network thread only appends raw messages (their room counted at
+    once, one uncontended lock round, no wake-up unless the validator sleeps), the validator
+    thread takes them all at once and queues the validated batch in one lock round.
+    """
 
     max_messages: int
     max_bytes: int
     stats: QueueStats = field(default_factory=QueueStats)
     _waiting: deque[Inbound] = field(default_factory=deque)
-    _held: int = 0  # messages queued or being written
+    _held: int = 0  # messages received (raw), queued or being written
     _pending: dict[BatchKey, Inbound] = field(default_factory=dict)
     _stored: OrderedDict[BatchKey, None] = field(default_factory=OrderedDict)
-    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _raw: list[Raw] = field(default_factory=list)
+    _validator_idle: bool = False
+    _cond: threading.Condition = field(init=False)
+    _raw_ready: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One lock guards the counts; separate waiters, so a message arriving wakes the
+        # validator only, never the writer or a full receive.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._raw_ready = threading.Condition(lock)
+
+    def receive(self, raw: Raw, wait: float) -> bool:
+        """Take a raw message (paho's thread); False when no room came within ``wait`` s."""
+        size = len(raw.payload)
+        with self._cond:
+            if not self._has_room(size) and not self._cond.wait_for(
+                    lambda: self._has_room(size), wait):
+                self.stats.shed += 1
+                return False
+            self._raw.append(raw)
+            self._count_in(size)
+            if self._validator_idle:
+                self._raw_ready.notify()
+            return True
+
+    def intake(self, wait: float) -> list[Raw]:
+        """Every raw message received so far (the validator's thread); [] after ``wait`` s."""
+        with self._cond:
+            if not self._raw:
+                self._validator_idle = True
+                self._raw_ready.wait(wait)
+                self._validator_idle = False
+            raws, self._raw = self._raw, []
+            return raws
+
+    def offer_many(self, items: list[Inbound]) -> list[Offer]:
+        """Queue validated messages whose room ``receive`` counted; one wake-up for the lot."""
+        with self._cond:
+            outcomes = [self._place(item) for item in items]
+            self._cond.notify_all()
+            return outcomes
+
+    def _count_in(self, size: int) -> None:
+        self._held += 1
+        self.stats.bytes_held += size
+        self.stats.peak_bytes = max(self.stats.peak_bytes, self.stats.bytes_held)
+
+    def _place(self, item: Inbound) -> Offer:
+        """Queue a counted message, or join it to its first copy (then its room is free)."""
+        key = item.key
+        if key is not None:
+            outcome = None
+            first = self._pending.get(key)
+            if first is not None:
+                first.deliveries.extend(item.deliveries)
+                self.stats.joined += 1
+                outcome = Offer.JOINED
+            elif key in self._stored:
+                self.stats.stored_resends += 1
+                outcome = Offer.STORED
+            if outcome is not None:
+                self._held -= 1
+                self.stats.bytes_held -= item.size
+                return outcome
+            self._pending[key] = item
+        self._waiting.append(item)
+        return Offer.QUEUED
 
     def offer(self, item: Inbound, wait: float) -> Offer:
         """Queue a message, or join it to its first copy; waits up to ``wait`` s for room."""
@@ -109,27 +191,12 @@ class InflightQueue:
             if not self._cond.wait_for(lambda: self._has_room(item.size), wait):
                 self.stats.shed += 1
                 return Offer.FULL
-            # While waiting, the first copy may have been queued or stored by another offer.
-            if key is not None and (key in self._pending or key in self._stored):
-                return self._offer_again(item)
-            self._waiting.append(item)
-            self._held += 1
-            self.stats.bytes_held += item.size
-            self.stats.peak_bytes = max(self.stats.peak_bytes, self.stats.bytes_held)
-            if key is not None:
-                self._pending[key] = item
+            # While waiting, the first copy may have been queued or stored by another offer:
+            # then _place joins it (and gives its room back).
+            self._count_in(item.size)
+            outcome = self._place(item)
             self._cond.notify_all()
-            return Offer.QUEUED
-
-    def _offer_again(self, item: Inbound) -> Offer:
-        assert item.key is not None
-        first = self._pending.get(item.key)
-        if first is not None:
-            first.deliveries.extend(item.deliveries)
-            self.stats.joined += 1
-            return Offer.JOINED
-        self.stats.stored_resends += 1
-        return Offer.STORED
+            return outcome
 
     def _has_room(self, size: int) -> bool:
         if self._held == 0:

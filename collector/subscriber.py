@@ -1,13 +1,15 @@
 """The collector's delivery loop: MQTT in, InfluxDB out, acks only after the write.
 
-paho's network thread validates each message and queues it; one writer thread takes messages
-in batches, writes their points, and only then sends the MQTT PUBACK (``manual_ack=True``) and
-the agent's ack.  While storage is down the writer keeps retrying and acks nothing, so the broker
-and the agents keep every message.  Rejected messages are written as ``schoolmon_reject`` points
-and acked with the batch they came in (they will never become valid by retrying); when the
-topic's agent and the batch's seq are known, its ack names the seq in ``rejected`` so the agent
-drops the batch instead of resending it for ever.  The queue between the two threads
-(collector/inflight.py) is bounded in messages and bytes and writes a resent batch only once.
+paho's network thread only hands each data message over (collector/inflight.py counts its
+bytes at once); a validator thread takes every waiting message at once, validates them and
+queues the batch; one writer thread takes messages in batches, writes their points, and only
+then sends the MQTT PUBACK (``manual_ack=True``) and the agent's ack.  While storage is down
+the writer keeps retrying and acks nothing, so the broker and the agents keep every message.
+Rejected messages are written as ``schoolmon_reject`` points and acked with the batch they
+came in (they will never become valid by retrying); when the topic's agent and the batch's seq
+are known, its ack names the seq in ``rejected`` so the agent drops the batch instead of
+resending it for ever.  The queue between the threads (collector/inflight.py) is bounded in
+messages and bytes, from a message's arrival to its ack, and writes a resent batch only once.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from collector.clocks import ClockBook, restore_clocks
 from collector.config import CollectorConfig
-from collector.inflight import Delivery, Inbound, InflightQueue, Offer, batch_key
+from collector.inflight import Delivery, Inbound, InflightQueue, Offer, Raw, batch_key
 from collector.late import late_lines
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
@@ -60,7 +62,7 @@ class Collector:
                                        name=config.mqtt.effective_client_id())
         self.rejects = RejectCounter(collector=config.mqtt.effective_client_id())
         self.accepted_messages = 0
-        # Agents' clock offsets (collector/clocks.py): only paho's thread corrects.
+        # Agents' clock offsets (collector/clocks.py): only the validator thread corrects.
         self.clocks = ClockBook(config.clocks)
         max_age = config.write.max_sample_age
         self._window = TimeWindow(max_age_ms=int(max_age * 1000) if max_age else None)
@@ -75,6 +77,8 @@ class Collector:
         self._client: Any = None
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
                                                daemon=True)
+        self._validator_thread = threading.Thread(target=self._validate_loop,
+                                                  name="validator", daemon=True)
         self._own_write_lock = threading.Lock()
         self._data_sub: tuple[int, str] = (-1, "")
 
@@ -92,14 +96,16 @@ class Collector:
         # Before the first message: a backlog arriving at once is corrected like the rest.
         restore_clocks(self.clocks, self.config.storage)
         self._writer_thread.start()
+        self._validator_thread.start()
         connect_async(client, cfg, session_expiry_s=cfg.session_expiry,
                       receive_maximum=cfg.receive_maximum)
 
     def stop(self) -> None:
         """Stop writing and leave the share group (agents resend what was not acked)."""
         self.stop_event.set()
-        if self._writer_thread.is_alive():
-            self._writer_thread.join(timeout=10)
+        for thread in (self._validator_thread, self._writer_thread):
+            if thread.is_alive():
+                thread.join(timeout=10)
         if self._client is not None:
             # Ending the session at once takes this collector out of the share group now:
             # Mosquitto would otherwise keep routing its share to the stopped session.
@@ -152,18 +158,14 @@ class Collector:
         self.connected.clear()
 
     def _on_message(self, client: Any, _userdata: object, msg: Any) -> None:
-        if msg.topic.endswith("/status"):
+        topic = msg.topic  # paho decodes it on every access
+        if topic.endswith("/status"):
             self._on_status(client, msg)
             return
-        result = validate(self.topics, msg.topic, msg.payload, self.clocks,
-                          int(time.time() * 1000), window=self._window)
-        item = Inbound(result, len(msg.payload), [Delivery(msg.mid, msg.qos, self._generation)],
-                       batch_key(result))
+        raw = Raw(topic, msg.payload, int(time.time() * 1000),
+                  Delivery(msg.mid, msg.qos, self._generation))
         # Blocks paho's thread while the writer is behind: back-pressure on the broker.
-        outcome = self.queue.offer(item, self._offer_wait)
-        if outcome is Offer.STORED:
-            self._ack_stored_resend(client, item)
-        elif outcome is Offer.FULL:
+        if not self.queue.receive(raw, self._offer_wait):
             # Let it go: PUBACKed, the broker forgets it; not acked to the agent, which keeps
             # the batch and resends it after its ack_timeout.  Memory stays bounded.
             if msg.qos > 0:
@@ -174,12 +176,28 @@ class Collector:
                 stats = self.queue.stats
                 log.warning("write queue full (%d of %d bytes): a message on %s is left to its "
                             "agent's resend [%d so far]", stats.bytes_held,
-                            self.config.write.queue_bytes, msg.topic, stats.shed)
+                            self.config.write.queue_bytes, topic, stats.shed)
+
+    def _validate_loop(self) -> None:
+        topics, clocks, window = self.topics, self.clocks, self._window
+        while not self.stop_event.is_set():
+            raws = self.queue.intake(0.2)
+            if not raws:
+                continue
+            items = []
+            for raw in raws:
+                result = validate(topics, raw.topic, raw.payload, clocks, raw.recv_ms,
+                                  window=window)
+                items.append(Inbound(result, len(raw.payload), [raw.delivery],
+                                     batch_key(result)))
+            for item, outcome in zip(items, self.queue.offer_many(items), strict=True):
+                if outcome is Offer.STORED:
+                    self._ack_stored_resend(self._client, item)
 
     def _ack_stored_resend(self, client: Any, item: Inbound) -> None:
         """A resend of a batch already stored: acknowledge it again, write nothing."""
         for d in item.deliveries:
-            if d.qos > 0:
+            if d.qos > 0 and d.generation == self._generation:
                 client.ack(d.mid, d.qos)
         result = item.result
         if isinstance(result, Accepted):
