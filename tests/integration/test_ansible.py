@@ -236,6 +236,7 @@ def test_collector_and_agent_share_the_host(rendered: Path) -> None:
         assert (rendered / "opt/schoolmon" / role / "releases" /
                 f"schoolmon-{VERSION}-py3-none-any.whl").is_file()
     agent_yaml = yaml.safe_load((conf / "agent/agent.yaml").read_text())
+    assert agent_yaml["agent"]["role"] == "gateway"  # publish.linger's gateway default
     assert agent_yaml["spool"]["path"] == str(rendered / "var/lib/schoolmon/agent/spool.db")
     collector_yaml = yaml.safe_load((conf / "collector/collector.yaml").read_text())
     assert collector_yaml["alerts"]["state_path"] == \

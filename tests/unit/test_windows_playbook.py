@@ -108,7 +108,8 @@ def test_settings_are_inventory_variables_with_defaults_in_the_example() -> None
     # variables (the role's and a group's name in paths and comments).
     optional = {"schoolmon_agent_version", "schoolmon_artifact_dir",
                 "schoolmon_agent_mqtt_password_src", "ansible_managed", "schoolmon_agent",
-                "schoolmon_servers"}
+                "schoolmon_servers",
+                "schoolmon_agent_role"}  # default in the template: from schoolmon_agent_classroom
     missing = sorted(used - set(play["vars"]) - registered - set(inventory) - optional)
     assert missing == []
     settings = {"schoolmon_win_dir", "schoolmon_win_python", "schoolmon_win_python_installer",
@@ -189,7 +190,8 @@ def test_rendered_agent_config_passes_check_config(tmp_path: Path) -> None:
     assert "pjlink-secret-1" not in result.stdout + result.stderr
     rendered = tmp_path / "out" / f"{PC}.yaml"
     config = yaml.safe_load(rendered.read_text())
-    assert config["agent"] == {"id": PC, "school": "gz-th-001", "district": "gz-th"}
+    assert config["agent"] == {"id": PC, "school": "gz-th-001", "district": "gz-th",
+                               "role": "classroom_pc"}
     assert config["mqtt"]["password_env"] == "SCHOOLMON_MQTT_PASSWORD"
     assert config["mqtt"]["tls"] == {"ca_file": "C:/ProgramData/schoolmon/ca.crt"}
     assert config["spool"]["path"] == "C:/ProgramData/schoolmon/spool/spool.db"
