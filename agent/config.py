@@ -16,6 +16,7 @@ from common.config import (
     Strict,
     load_model,
     require_unique,
+    split_host_port,
 )
 from common.timetable import Timetable
 from common.vocab import AgentRole
@@ -60,15 +61,45 @@ class PublishSettings(Strict):
     # envelope; 0 sends each probe run's batch at once. Unset: by agent.role (DEFAULT_LINGER_S).
     # At most 10 min: past rules.stale_after (15 min) an agent would look stale between sends.
     linger: DurationOrZero | None = Field(default=None, le=600)
+    # While connected, the oldest QoS 1 message without a PUBACK for this long drops the
+    # connection (to the next of mqtt.servers): a broker that keeps the socket open but stores
+    # nothing must not stall the agent (agent/link.py).  Above a broker's slowest honest store.
+    puback_timeout: Duration = 30.0
     reconnect_min: Duration = 1.0
     reconnect_max: Duration = 120.0
+
+
+class AgentMqttSettings(MqttSettings):
+    """The collector's MqttSettings plus the agent's list of brokers (agent/link.py)."""
+
+    # A cluster's nodes, "host:port" ("[v6]:port"; without a port, port: applies), tried in
+    # turn: on a lost or failed connection, and when PUBACKs stop (publish.puback_timeout),
+    # the agent moves to the next.  Instead of host:, not beside it.
+    servers: list[str] = []
+
+    @model_validator(mode="after")
+    def _servers(self) -> AgentMqttSettings:
+        if self.servers and "host" in self.model_fields_set:
+            raise ValueError("servers: give the brokers there, or host:, not both")
+        require_unique((f"{h}:{p}" for h, p in self.server_list()), "server")
+        return self
+
+    def server_list(self) -> list[tuple[str, int]]:
+        """(host, port) of each broker, in order; [(host, port)] without ``servers``."""
+        if not self.servers:
+            return [(self.host, self.port)]
+        out = []
+        for entry in self.servers:
+            host, port = split_host_port(entry)  # ValueError: a config error with its path
+            out.append((host, self.port if port is None else port))
+        return out
 
 
 class AgentConfig(Strict):
     """The whole agent.yaml."""
 
     agent: AgentSection
-    mqtt: MqttSettings = MqttSettings()
+    mqtt: AgentMqttSettings = AgentMqttSettings()
     spool: SpoolSettings = SpoolSettings()
     publish: PublishSettings = PublishSettings()
     timetable: Timetable | None = None

@@ -2,10 +2,12 @@
 
 paho-mqtt 2.x, MQTT v5, QoS 1, clean_start false with a session expiry, last will "offline"
 (retained) on the status topic, "online" (retained) after each connect.  paho reconnects by
-itself with a capped backoff.  A batch is re-published when its ack has not come within
-``ack_timeout``: that is what recovers batches a collector died holding (Mosquitto does not
-hand those to another member of the share group).  Each further resend of the same batch waits
-twice as long (up to ``resend_max``), so a slow store is not hammered by the same batches.
+itself with a capped backoff; with several mqtt.servers, and when PUBACKs stop coming
+(publish.puback_timeout), agent/link.py moves the agent to the next broker.  A batch is
+re-published when its ack has not come within ``ack_timeout``: that is what recovers batches a
+collector died holding (Mosquitto does not hand those to another member of the share group).
+Each further resend of the same batch waits twice as long (up to ``resend_max``), so a slow
+store is not hammered by the same batches.
 
 A batch the collector names as ``rejected`` in an ack is one it will never accept: it leaves
 the spool, counted as dropped, so it cannot block delivery.  No spool error ends the agent or
@@ -25,10 +27,12 @@ import time
 from typing import Any
 
 from agent.config import AgentConfig
+from agent.delivery import MonotonicMs, monotonic_ms
 from agent.linger import coalesce
+from agent.link import BrokerLink, ClientFactory
 from agent.probes.base import WallClockMs, wall_clock_ms
 from agent.spool import Spool, SpoolWriteError
-from common.mqtt import connect_async, make_client
+from common.mqtt import make_client
 from common.wire import Topics, WireError, decode_ack, wrap_envelope
 
 log = logging.getLogger(__name__)
@@ -58,61 +62,75 @@ class Publisher:
         self.rejected_batches = 0
         self.linger_ms = int(config.linger_s * 1000)
         self._client: Any = None
+        self._link: BrokerLink | None = None
         self._spool_failing = False
         self._acked = threading.Event()  # set by each ack: flush waits on it, not in a sleep
 
-    def start(self) -> None:
-        """Begin connecting in the background."""
+    def start(self, factory: ClientFactory = make_client,
+              mono_ms: MonotonicMs = monotonic_ms) -> None:
+        """Begin connecting in the background (``factory``/``mono_ms``: a test's network)."""
         cfg = self.config
-        client = make_client(cfg.mqtt, client_id=cfg.agent.id)
+        self._link = BrokerLink(
+            cfg.mqtt, cfg.mqtt.server_list(), cfg.agent.id, prepare=self._prepare,
+            on_up=self._on_connect, on_down=self._on_disconnect, on_message=self._on_message,
+            puback_timeout_s=cfg.publish.puback_timeout,
+            backoff_s=(cfg.publish.reconnect_min, cfg.publish.reconnect_max),
+            session_expiry_s=cfg.mqtt.session_expiry, factory=factory, mono_ms=mono_ms)
+        self._link.start()
+
+    def _prepare(self, client: Any) -> None:
+        """Set up a new paho client (one per broker switch) before it connects."""
+        cfg = self.config
         client.will_set(self.topics.status(self.who), b"offline", qos=1, retain=True)
         client.reconnect_delay_set(
             min_delay=max(1, int(cfg.publish.reconnect_min)),
             max_delay=max(1, int(cfg.publish.reconnect_max)),
         )
         client.max_inflight_messages_set(cfg.publish.max_inflight)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        self._client = client
-        connect_async(client, cfg.mqtt, session_expiry_s=cfg.mqtt.session_expiry)
+
+    @property
+    def link(self) -> BrokerLink | None:
+        """The connection ``start`` opened (None with ``use_client`` or before start)."""
+        return self._link
 
     def use_client(self, client: Any) -> None:
         """Publish through an already connected client (a bench's or a test's transport)."""
         self._client = client
         self.connected.set()
 
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> Any:
+        """QoS 1 through the link (watched for its PUBACK) or the client given to use_client."""
+        if self._link is not None:
+            return self._link.publish(topic, payload, qos=1, retain=retain)
+        return self._client.publish(topic, payload, qos=1)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Say "offline" (retained) and disconnect."""
-        client = self._client
-        if client is None:
+        if self._link is None and self._client is None:
             return
         if self.connected.is_set():
-            info = client.publish(self.topics.status(self.who), b"offline", qos=1, retain=True)
+            info = self._publish(self.topics.status(self.who), b"offline", retain=True)
             # Not delivered in time: the broker publishes the last will instead.
-            with contextlib.suppress(RuntimeError, ValueError):
+            with contextlib.suppress(RuntimeError, ValueError, AttributeError):
                 info.wait_for_publish(timeout)
-        client.disconnect()
-        client.loop_stop()
-        self._client = None
+        if self._link is not None:
+            self._link.stop()
+        else:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._link = self._client = None
+        self.connected.clear()
 
-    def _on_connect(self, client: Any, _userdata: object, _flags: object, reason: Any,
-                    _props: object) -> None:
-        if reason.is_failure:
-            log.error("broker %s:%s refused the connection: %s",
-                      self.config.mqtt.host, self.config.mqtt.port, reason)
-            return
-        log.info("connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+    def _on_connect(self, client: Any) -> None:
         client.subscribe(self.topics.ack(self.who), qos=1)
-        client.publish(self.topics.status(self.who), b"online", qos=1, retain=True)
+        self._publish(self.topics.status(self.who), b"online", retain=True)
         # Whatever was in flight before the break may be lost with the broker: send again.
         with self._spool_call("mark_unsent"):
             self.spool.mark_unsent()
         self.connected.set()
 
-    def _on_disconnect(self, _client: Any, _userdata: object, _flags: object, reason: Any,
-                       _props: object) -> None:
-        if self.connected.is_set():
+    def _on_disconnect(self, reason: Any) -> None:
+        if self.connected.is_set() and reason is not None:
             log.warning("disconnected from broker: %s; will reconnect", reason)
         self.connected.clear()
 
@@ -157,8 +175,9 @@ class Publisher:
         """Publish due batches (new, or not acked in time); returns how many went out.
 
         With a linger, fresh batches wait for it and go out merged; ``flush``: none waits."""
-        client = self._client
-        if client is None or not self.connected.is_set():
+        if self._link is not None:
+            self._link.maintain()  # a stalled or lost broker: the next one (agent/link.py)
+        if (self._link is None and self._client is None) or not self.connected.is_set():
             return 0
         now = self.clock_ms()
         timeout_ms = int(self.config.publish.ack_timeout * 1000)
@@ -177,8 +196,8 @@ class Publisher:
             topic = self.topics.data(self.who)
             for batch in batches:
                 payload = wrap_envelope(self.who, batch.seq, now, batch.payload)
-                info = client.publish(topic, payload, qos=1)
-                if info.rc != 0:  # not connected any more; the batch stays due
+                info = self._publish(topic, payload)
+                if info is None or info.rc != 0:  # not connected any more; the batch stays due
                     break
                 sent.append(batch.seq)
             if sent:
