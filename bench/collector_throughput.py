@@ -4,7 +4,10 @@
 2. One collector process: publisher processes blast envelopes of 50 samples; samples/s from the
    first publish until InfluxDB holds every point.  Then two collectors on the shared
    subscription: throughput, and a check that no point is stored twice (count == sent).
-3. Latency: 10,000 simulated schools each reporting once a minute (167 msg/s) for a while;
+3. A collector's own ceiling (bench/ingest_drain.py): the broker's queue filled first, then
+   drained by the collector alone and by a bare paho subscriber (the floor of the same stack):
+   small messages on MQTT v5 and 3.1.1, and 50-sample envelopes against the ceiling.
+4. Latency: 10,000 simulated schools each reporting once a minute (167 msg/s) for a while;
    publish -> agent ack (the ack is sent only after InfluxDB stored the batch): p50, p99.
 Writes docs/benchmarks.md.  Run: .venv/bin/python -m bench.collector_throughput
 """
@@ -22,7 +25,6 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import orjson
 import yaml
@@ -34,7 +36,6 @@ from common.wire import (
     Sample,
     Topics,
     decode_ack,
-    encode_ack,
     encode_envelope,
     encode_samples,
     wrap_envelope,
@@ -105,13 +106,23 @@ def envelope(who: AgentIdentity, seq: int, ts: int, size: int = SAMPLES_PER_MESS
 
 
 WINDOW = 400  # batches a publisher may have un-acked, as agents have max_inflight
+SMALL_MESSAGES = 40_000  # drained: envelopes of 1-5 samples
+BIG_MESSAGES = 6_000  # drained: envelopes of 50 samples (300,000 samples)
 
 
 def small_row(rate: float, floor: float, stored: int, sent: int, load_avg: str) -> str:
     """The small-message row of docs/benchmarks.md (bench/capacity_table.py reads it)."""
-    return (f"| 1 collector process, small messages (1-5 samples, 40,000 envelopes) | "
-            f"{rate:,.0f} messages/s ({rate / floor:.0%} of the bare subscriber); stored "
-            f"{stored:,} of {sent:,} samples; load average {load_avg} |")
+    return (f"| 1 collector process, small messages (1-5 samples, {SMALL_MESSAGES:,} envelopes "
+            f"drained from a filled queue) | {rate:,.0f} messages/s ({rate / floor:.0%} of the "
+            f"bare subscriber); stored {stored:,} of {sent:,} samples; load average "
+            f"{load_avg} |")
+
+
+def big_row(rate: float, ref: float, stored: int, sent: int, load_avg: str) -> str:
+    """The 50-sample drain row (issue 11 part 4; bench/capacity_table.py reads it)."""
+    return (f"| 1 collector process, 50-sample envelopes ({BIG_MESSAGES:,} drained from a filled "
+            f"queue) | {rate:,.0f} samples/s ({rate / ref:.0%} of the ceiling); stored "
+            f"{stored:,} of {sent:,}; load average {load_avg} |")
 
 
 def recent_ms() -> int:
@@ -119,13 +130,7 @@ def recent_ms() -> int:
     return int(time.time() * 1000) - 3_600_000
 
 
-def small_size(m: int) -> int:
-    """Samples in small message ``m``: 1 to 5, as classroom agents send (3 on average)."""
-    return 1 + m % 5
-
-
-def publisher(port: int, index: int, messages: int, ts0: int, *, small: bool = False,
-              protocol: str = "v5") -> None:
+def publisher(port: int, index: int, messages: int, ts0: int, *, protocol: str = "v5") -> None:
     """Publish ``messages`` envelopes as 100 agents, QoS 1, as fast as the collector acks.
 
     Like real agents, a publisher keeps at most WINDOW batches waiting for the collector's ack;
@@ -135,8 +140,8 @@ def publisher(port: int, index: int, messages: int, ts0: int, *, small: bool = F
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-    size = WINDOW  # larger windows overflow Mosquitto's queue for the subscriber (1,000)
-    window = threading.Semaphore(size)
+    # Larger windows overflow Mosquitto's queue for the subscriber (1,000).
+    window = threading.Semaphore(WINDOW)
 
     def on_ack(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
         ack = decode_ack(bytes(msg.payload))
@@ -166,12 +171,9 @@ def publisher(port: int, index: int, messages: int, ts0: int, *, small: bool = F
     payloads = []
     for m in range(messages):
         who = AgentIdentity("d", f"s{index}-{m % 100}", f"a{index}-{m % 100}")
-        size = small_size(m) if small else SAMPLES_PER_MESSAGE
-        # 100 messages apart, an agent's samples are 1 s (small: 0.1 s) apart in time: unique
-        # per series, and 10,000 messages stay inside the collector's window of an hour ago.
-        step = 10 if small else 1000
-        payloads.append((topics.data(who), who, m,
-                         encode_samples(batch(ts0 + m * step, size))))
+        # 100 messages apart, an agent's samples are 1 s apart in time: unique per series,
+        # and 10,000 messages stay inside the collector's window of an hour ago.
+        payloads.append((topics.data(who), who, m, encode_samples(batch(ts0 + m * 1000))))
     info = None
     for topic, who, seq, samples_json in payloads:
         window.acquire()
@@ -180,11 +182,6 @@ def publisher(port: int, index: int, messages: int, ts0: int, *, small: bool = F
         info = client.publish(topic, payload, qos=1)
     if info is not None:
         info.wait_for_publish(300)
-    if small:  # done when every batch is acked by the subscriber (the window is whole again)
-        deadline = time.monotonic() + 120
-        for _ in range(size):
-            if not window.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
     client.disconnect()
     client.loop_stop()
 
@@ -247,102 +244,6 @@ def throughput(d: Path, env: dict[str, str], collectors: int, messages: int, *,
         proc.terminate()
         proc.wait(10)
     return sent / elapsed, stored, sent
-
-
-def bare_subscriber(port: int, expected: int, ready: Any, done: Any) -> None:
-    """The floor: a paho subscriber on the same share group that only acks.
-
-    Per message it sends the PUBACK and the agent's ack (the seq read with orjson), nothing
-    else: what any collector must do at least, on the same broker, publishers and cores.
-    """
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    got = 0
-    last: list[Any] = []
-
-    def on_message(c: Any, _u: object, msg: Any) -> None:
-        nonlocal got
-        c.ack(msg.mid, msg.qos)
-        seq = orjson.loads(msg.payload)["seq"]
-        info = c.publish(msg.topic[:-4] + "ack", encode_ack([(seq, seq)]), qos=1)
-        got += 1
-        if got == expected:
-            last.append(info)
-            done.set()
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-floor",
-                         protocol=MQTTProtocolVersion.MQTTv5)
-    client.manual_ack_set(True)
-    client.max_queued_messages_set(0)
-    client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.ReceiveMaximum = 1000
-    client.connect("127.0.0.1", port, properties=props)
-    client.subscribe(f"$share/bare/{PREFIX}/+/+/+/data", qos=1)
-    client.loop_start()
-    ready.set()
-    done.wait(600)
-    if last:  # the last agent acks must reach the broker before we leave
-        last[0].wait_for_publish(30)
-    client.disconnect()
-    client.loop_stop()
-
-
-def small_messages(d: Path, env: dict[str, str], messages: int, *,
-                   publishers: int = 2) -> tuple[float, float, int, int]:
-    """(floor msg/s, collector msg/s, stored, sent) for envelopes of 1-5 samples.
-
-    Both from the first publish until every message is acked back to its publisher.
-    """
-    port = int(env["MQTT_PORT"])
-    per = messages // publishers
-    sent = publishers * sum(small_size(m) for m in range(per))
-
-    def run_publishers() -> float:
-        begun = time.perf_counter()
-        pubs = [mp.Process(target=publisher, args=(port, p, per, recent_ms()),
-                           kwargs={"small": True})
-                for p in range(publishers)]
-        for p in pubs:
-            p.start()
-        for p in pubs:
-            p.join(600)
-        return publishers * per / (time.perf_counter() - begun)
-
-    ready, done = mp.Event(), mp.Event()
-    floor_proc = mp.Process(target=bare_subscriber, args=(port, publishers * per, ready, done))
-    floor_proc.start()
-    ready.wait(30)
-    time.sleep(0.5)  # let the SUBACK land (the bare client does not wait for it)
-    floor = run_publishers()
-    floor_proc.join(30)
-    db = "small"
-    create_db(env["INFLUXDB_URL"], db)
-    log = d / "small.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "schoolmon", "collector", "run", "-c",
-                                 str(collector_yaml(d, env, db, "small"))], stderr=out)
-    while b"subscribed" not in log.read_bytes():
-        time.sleep(0.05)
-    spy = None
-    if profile := os.environ.get("BENCH_PYSPY"):  # where the collector's time goes
-        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
-                                str(proc.pid), "-t", "-f", "raw", "-o", profile, "-r", "200"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rate = run_publishers()
-    if spy is not None:
-        spy.send_signal(2)
-        spy.wait(60)
-    # Acked means written; InfluxDB 1.6 may show the last points to a query a moment later.
-    deadline = time.monotonic() + 30
-    while (stored := count(env["INFLUXDB_URL"], db)) < sent and time.monotonic() < deadline:
-        time.sleep(0.5)
-    proc.terminate()
-    proc.wait(10)
-    return floor, rate, stored, sent
 
 
 def latency(d: Path, env: dict[str, str], schools: int, seconds: float) -> tuple[float, float]:
@@ -408,6 +309,41 @@ def load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
+def drain_rows(d: Path, env: dict[str, str], ref: float) -> list[str]:
+    """The filled-queue runs (bench/ingest_drain.py): small messages on v5 and 3.1.1, 50-sample."""
+    from bench.ingest_drain import drain_both
+
+    rows = []
+    for protocol in ("v5", "v311"):
+        # BENCH_PYSPY=out.txt: a py-spy profile of the collector's v5 drain (where time goes).
+        profile = os.environ.get("BENCH_PYSPY") if protocol == "v5" else None
+        floor, coll = drain_both(d, env["INFLUXDB_URL"], SMALL_MESSAGES, small=True,
+                                 db=f"drain_{protocol}", protocol=protocol, profile=profile)
+        assert floor is not None
+        now = load()
+        print(f"small messages, {protocol}, drained: bare paho floor "
+              f"{floor.messages_per_s:,.0f} msg/s, collector {coll.messages_per_s:,.0f} msg/s "
+              f"({coll.messages_per_s / floor.messages_per_s:.0%} of the floor), stored "
+              f"{coll.stored} of {coll.samples}, load {now}", flush=True)
+        name = "MQTT v5" if protocol == "v5" else "MQTT 3.1.1"
+        rows.append(f"| bare paho subscriber, {name}, small messages drained (PUBACK + one "
+                    f"agent ack per message) | {floor.messages_per_s:,.0f} messages/s; load "
+                    f"average {now} |")
+        row = small_row(coll.messages_per_s, floor.messages_per_s, coll.stored, coll.samples,
+                        now)
+        # The v5 row is the collector's default connection: the one the capacity table reads.
+        rows.append(row if protocol == "v5" else row.replace(
+            "| 1 collector process, small", "| 1 collector process on MQTT 3.1.1, small"))
+    _, big = drain_both(d, env["INFLUXDB_URL"], BIG_MESSAGES, small=False, db="drain_big",
+                        floor=False)
+    now = load()
+    print(f"50-sample envelopes, drained: {big.samples_per_s:,.0f} samples/s "
+          f"({big.samples_per_s / ref:.0%} of the ceiling), stored {big.stored} of "
+          f"{big.samples}, load {now}", flush=True)
+    rows.append(big_row(big.samples_per_s, ref, big.stored, big.samples, now))
+    return rows
+
+
 def main() -> int:
     """Run all three parts, print and record."""
     with tempfile.TemporaryDirectory(prefix="bench-coll-") as tmp:
@@ -425,11 +361,7 @@ def main() -> int:
                 print(f"{n} collector(s): {rate:,.0f} samples/s ({rate / ref:.0%} of ceiling, "
                       f"{rate / runs[1][0]:.2f}x of 1), stored {stored} of {sent}, "
                       f"load {loads[n]}", flush=True)
-            floor, small, stored_s, sent_s = small_messages(d, env, 40_000)
-            load_small = load()
-            print(f"small messages (1-5 samples): bare paho floor {floor:,.0f} msg/s, collector "
-                  f"{small:,.0f} msg/s ({small / floor:.0%} of the floor), stored {stored_s} of "
-                  f"{sent_s}, load {load_small}", flush=True)
+            drains = drain_rows(d, env, ref)
             p50, p99 = latency(d, env, 10_000, 30)
             print(f"latency publish -> stored -> ack, 10,000 schools / 60 s: p50 {p50:.0f} ms, "
                   f"p99 {p99:.0f} ms", flush=True)
@@ -441,7 +373,14 @@ def main() -> int:
         "Real Mosquitto and InfluxDB 1.6.7 on this machine, sharing its cores with the "
         "collector(s) and two publisher processes. Envelopes of 50 `iface` samples, QoS 1, from "
         "200 agents; samples/s from the first publish until InfluxDB holds every point. The "
-        "ceiling is 5,000-point batches POSTed straight to the same InfluxDB in the same run.", "",
+        "ceiling is 5,000-point batches POSTed straight to the same InfluxDB in the same run. "
+        "The drained rows (`bench/ingest_drain.py`) measure a collector alone: a Mosquitto "
+        "of the bench (queues unbounded) holds the messages of 6,000 agents in the collector's "
+        "persistent session and in the bare subscriber's, publishers fill both and stop, then "
+        "each drains its own; messages/s from its connection until the last sample is stored "
+        "(collector) or acked (bare subscriber: PUBACK and one agent ack per message, as the "
+        "collector sends with thousands of agents: a write batch holds about one message of "
+        "each).", "",
         f"Measured {machine()}.", "",
         "| what | figure |", "|---|---|",
         f"| InfluxDB ceiling (direct batched writes) | {ref:,.0f} points/s |",
@@ -451,9 +390,7 @@ def main() -> int:
           + (" (each sample once)" if stored == sent else " (NOT every sample once)")
           + f"; load average {loads[n]} |"
           for n, (rate, stored, sent) in runs.items()],
-        f"| bare paho subscriber that only acks (PUBACK + agent ack), envelopes of 1-5 samples "
-        f"| {floor:,.0f} messages/s; load average {load_small} |",
-        small_row(small, floor, stored_s, sent_s, load_small),
+        *drains,
         f"| publish -> stored -> agent ack, 10,000 schools every 60 s (167 msg/s, 30 s) "
         f"| p50 {p50:.0f} ms, p99 {p99:.0f} ms |",
     ]))

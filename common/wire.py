@@ -251,6 +251,36 @@ def _check_sample(kind: object, ts_ms: object, tags: Mapping[Any, object],
         raise WireError("bad_value", f"{kind}: ts_ms out of range")
     if len(tags) > MAX_TAGS_PER_SAMPLE or len(fields) > MAX_FIELDS_PER_SAMPLE:
         raise WireError("too_large", f"{kind}: too many tags or fields")
+    _check_tags(kind, tags)
+    if not fields:
+        raise WireError("schema", f"{kind}: no fields")
+    for name, expected, bounds in _field_plan(kind, tuple(fields)):
+        value = fields[name]
+        _check_field_value(kind, name, value)
+        # A declared field of another type would make InfluxDB refuse the whole batch.
+        if expected is not None and _field_type(value) != expected:
+            raise WireError("bad_value", f"{kind}.{name}: must be a {expected}")
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
+            raise WireError("out_of_range", f"{kind}.{name}: outside [{bounds[0]:g}, "
+                                            f"{bounds[1]:g}]")
+
+
+# The checks of a sample that depend only on its kind and its tags, or its kind and its field
+# names, repeat in every batch of an agent: remembered once passed (the collector's hottest
+# path, issue 11).  Bounded: a flood of new tag values only stops the remembering.
+_MEMO_MAX: Final = 65_536
+_TAGS_PASSED: set[tuple[str, tuple[tuple[object, object], ...]]] = set()
+_FIELD_PLANS: dict[tuple[str, tuple[object, ...]],
+                   list[tuple[str, FieldType | None, tuple[float, float] | None]]] = {}
+
+
+def _check_tags(kind: str, tags: Mapping[Any, object]) -> None:
+    try:
+        key: tuple[str, tuple[tuple[object, object], ...]] | None = (kind, tuple(tags.items()))
+        if key in _TAGS_PASSED:
+            return
+    except TypeError:  # an unhashable value (a list): checked below, refused there
+        key = None
     allowed = KINDS[kind].tags
     for name, value in tags.items():
         if not isinstance(name, str) or name not in allowed:
@@ -258,21 +288,25 @@ def _check_sample(kind: object, ts_ms: object, tags: Mapping[Any, object],
         if (not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE_LEN
                 or _BAD_TAG_CHARS.search(value)):
             raise WireError("bad_tag", f"{kind}: tag {name} must be a short printable string")
-    if not fields:
-        raise WireError("schema", f"{kind}: no fields")
-    declared_types = KINDS[kind].fields
-    for name, value in fields.items():
+    if key is not None and len(_TAGS_PASSED) < _MEMO_MAX:
+        _TAGS_PASSED.add(key)
+
+
+def _field_plan(kind: str, names: tuple[object, ...]
+                ) -> list[tuple[str, FieldType | None, tuple[float, float] | None]]:
+    """Each field name checked, with its declared type and bounds (remembered per kind)."""
+    plan = _FIELD_PLANS.get((kind, names))
+    if plan is not None:
+        return plan
+    spec = KINDS[kind]
+    plan = []
+    for name in names:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise WireError("bad_field", f"{kind}: field name {str(name)[:40]!r}")
-        _check_field_value(kind, name, value)
-        # A declared field of another type would make InfluxDB refuse the whole batch.
-        expected = declared_types.get(name)
-        if expected is not None and _field_type(value) != expected:
-            raise WireError("bad_value", f"{kind}.{name}: must be a {expected}")
-        bounds = KINDS[kind].range_of(name)
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
-            raise WireError("out_of_range", f"{kind}.{name}: outside [{bounds[0]:g}, "
-                                            f"{bounds[1]:g}]")
+        plan.append((name, spec.fields.get(name), spec.range_of(name)))
+    if len(_FIELD_PLANS) < _MEMO_MAX:
+        _FIELD_PLANS[(kind, names)] = plan
+    return plan
 
 
 def _field_type(value: object) -> FieldType:

@@ -27,6 +27,9 @@ def format_field(value: FieldValue) -> str:
     (or two agent versions that differ) would otherwise hit InfluxDB's field-type conflict and
     lose points.
     """
+    kind = type(value)
+    if kind is float:  # the common case first (JSON numbers with a point)
+        return repr(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -53,15 +56,21 @@ def identity_tags(who: AgentIdentity) -> str:
             f",school={escape_key(who.school)}")
 
 
+@lru_cache(maxsize=65536)
+def _head(kind: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """Measurement and sample tags, formatted once per kind and tag set (they repeat)."""
+    tag_part = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in tags
+                       if v and k not in RESERVED_TAGS)  # the envelope's identity always wins
+    return kind.translate(_MEASUREMENT_ESCAPES) + tag_part
+
+
 def sample_line(sample: Sample, who: AgentIdentity, identity: str | None = None) -> str:
     """A sample as a point, with the agent's identity tags added.
 
     Tags are not sorted across sample and identity tags: InfluxDB sorts them itself, and
     merging per sample would cost more than the write.
     """
-    tag_part = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sample.tags.items()
-                       if v and k not in RESERVED_TAGS)  # the envelope's identity always wins
-    field_part = ",".join(f"{escape_key(k)}={format_field(v)}" for k, v in sample.fields.items())
+    field_part = ",".join([f"{escape_key(k)}={format_field(v)}"
+                           for k, v in sample.fields.items()])
     ident = identity if identity is not None else identity_tags(who)
-    return (f"{sample.kind.translate(_MEASUREMENT_ESCAPES)}{tag_part}{ident} {field_part} "
-            f"{sample.ts_ms}")
+    return f"{_head(sample.kind, tuple(sample.tags.items()))}{ident} {field_part} {sample.ts_ms}"

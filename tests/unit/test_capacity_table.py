@@ -80,3 +80,12 @@ def test_the_benchmark_small_message_row_is_read() -> None:
     figures = collector_figures(SECTION.format(small=row + "\n"))
     assert figures is not None and figures.messages_per_s == 1_634
     assert figures.messages_source == "measured with small messages"
+
+
+def test_the_drained_50_sample_row_is_preferred_for_samples() -> None:
+    """A collector's own ceiling (drained queue) over the run beside its publishers."""
+    from bench.collector_throughput import big_row
+
+    row = big_row(61_234.4, 80_000.0, 300_000, 300_000, "1.50")
+    figures = collector_figures(SECTION.format(small=row + "\n"))
+    assert figures is not None and figures.samples_per_s == 61_234
