@@ -209,6 +209,7 @@ def main() -> int:
     rate = real["replayed"] / real["restore_s"]
     print(f"real fill: {real}")
     mem = in_memory(args.full, args.classrooms, args.memory_schools)
+    load = os.getloadavg()[0]
     mem_rate = mem["replayed"] / mem["replay_s"]
     print(f"in memory: {mem}")
     full_samples = per_school * args.full
@@ -243,6 +244,8 @@ def main() -> int:
             f"{mem['schools']:.0f} schools with a week of data): {mem['pass_s']:.1f} s, "
             f"{mem['results']:,.0f} results; bench/rules_eval.py above has the pass with "
             "every school filled.", "",
+            f"Load average after these two parts: {load:.1f} on {os.cpu_count()} cores "
+            "(other engineers' tests share the machine).", "",
             "Without a snapshot (a fresh host, a standby on another host, a damaged or "
             "stale file) this full replay is the restore: exact, seconds to minutes for a "
             "district, hours for a province's week.", "",
