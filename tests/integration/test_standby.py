@@ -49,6 +49,8 @@ def write_config(tmp: Path, name: str, services: Services, db: str, prefix: str,
     }
     if role == "rules":
         config["standby"] = {"enabled": True, "shard": "sb"}
+        # One host: the standby restores from the snapshot the active writes every second.
+        config["rules"].update(snapshot=str(tmp / "rules.snapshot"), snapshot_every="1s")
         config["alerts"] = alerts_yaml(tmp / f"{name}.db", smtp)
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -149,6 +151,7 @@ def test_standby_takes_over_after_sigkill(services: Services, influx_db: str,
         before = subjects(smtp)
         assert b"is active" not in logs["b"].read_bytes()
 
+        wait_until((tmp_path / "rules.snapshot").exists, 10, "a's state snapshot")
         procs["a"].send_signal(signal.SIGKILL)
         killed = time.time()
         procs["a"].wait(10)
@@ -174,8 +177,10 @@ def test_standby_takes_over_after_sigkill(services: Services, influx_db: str,
     assert took_over <= 2 * INTERVAL
     first = min(t for t, _v in after_kill())
     assert first / 1000 - killed <= 2 * INTERVAL  # compliance points go on
-    # b's first pass already holds the speed test it never received: the state was restored.
+    # b's first pass already holds the speed test it never received: the state was restored,
+    # from a's snapshot and what was stored after it.
     assert all(v == 42.0 for _t, v in after_kill())
+    assert b"loaded for 2 schools" in logs["b"].read_bytes()
     assert sorted(before) == sorted(f"[schoolmon FIRING] {w.school} ({w.school}): Agent offline"
                                     for w in (STAYS, BACK))
     assert subjects(smtp)[2:] == [
