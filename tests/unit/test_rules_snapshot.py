@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from collector.late import LATE_MS, late_lines
 from collector.rules.snapshot import Snapshotter, dump, load, storage_settled
+from collector.rules.state import READ_TAGS
 from collector.storage import StorageHealth
 from common.wire import AgentIdentity, Sample
 from tests.rules_fixtures import MINUTE, at, av, engine, gw, inventory, school, wifi
@@ -75,3 +77,34 @@ def test_the_writer_waits_for_a_restored_state_and_settled_storage(
     broken = Snapshotter(eng, "store", tmp_path / "missing" / "s", 60)
     assert not broken.write() and not broken.write()
     assert caplog.text.count("cannot write the state snapshot") == 1
+
+
+class Tags(dict[str, str]):
+    """A sample's tags that note which keys the state reads."""
+
+    read: ClassVar[set[tuple[str, str]]] = set()
+    kind = ""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Noted, then the dict's answer."""
+        Tags.read.add((self.kind, key))
+        return super().get(key, default)
+
+
+def test_the_gap_selects_every_tag_the_state_reads() -> None:
+    """A handler reading a tag gap.py does not select would restore a different state."""
+    agents = [{"id": "s1-gw", "school": "s1"},
+              {"id": "s1-pc1", "school": "s1", "role": "classroom_pc", "classroom": "r1"}]
+    eng, _ = engine(inventory(school("s1"), agents=agents), *RULES, now_ms=NOW)
+    fields = {"av": {"online": True}, "wifi": {"rssi_dbm": -60.0},
+              "speedtest": {"down_mbps": 90.0, "bytes": 5e6, "duration_s": 9.0},
+              "reach": {"up": True}, "iface": {"up": True, "link_mbps": 1000.0},
+              "netdev_if": {"up": True, "speed_mbps": 1000.0}}
+    for kind, values in fields.items():
+        tags = Tags({"device": "s1-new", "classroom": "r1", "server": "http://hub",
+                     "target": "internet", "target_role": "internet", "role": "lan",
+                     "ifname": "xe0", "device_type": "panel"})
+        tags.kind = kind
+        eng.observe(AgentIdentity("d1", "s1", "s1-pc1"),
+                    [Sample(kind, at(0, 9), tags, dict(values))])
+    assert Tags.read == {(k, t) for k, ts in READ_TAGS.items() for t in ts}
