@@ -27,7 +27,7 @@ from collector.inflight import Delivery, Inbound, InflightQueue, Offer, Raw, bat
 from collector.late import late_lines
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
-from collector.validate import Accepted, RejectCounter, TimeWindow, validate
+from collector.validate import Accepted, RejectCounter, Rejected, TimeWindow, validate
 from common.mqtt import connect_async, disconnect_ending_session, make_client
 from common.wire import AgentIdentity, Sample, Topics, WireError, encode_ack, to_ranges
 
@@ -186,8 +186,12 @@ class Collector:
                 continue
             items = []
             for raw in raws:
-                result = validate(topics, raw.topic, raw.payload, clocks, raw.recv_ms,
-                                  window=window)
+                try:
+                    result: Accepted | Rejected = validate(
+                        topics, raw.topic, raw.payload, clocks, raw.recv_ms, window=window)
+                except Exception as exc:  # a bug must not stop the thread (nothing would move)
+                    log.exception("validating a message on %s failed", raw.topic)
+                    result = Rejected("internal", f"{type(exc).__name__}: {exc}"[:200], None)
                 items.append(Inbound(result, len(raw.payload), [raw.delivery],
                                      batch_key(result)))
             for item, outcome in zip(items, self.queue.offer_many(items), strict=True):
