@@ -241,6 +241,8 @@ def test_collector_and_agent_share_the_host(rendered: Path) -> None:
     collector_yaml = yaml.safe_load((conf / "collector/collector.yaml").read_text())
     assert collector_yaml["alerts"]["state_path"] == \
         str(rendered / "var/lib/schoolmon/collector/alerts.db")
+    assert collector_yaml["rules"]["snapshot"] == \
+        str(rendered / "var/lib/schoolmon/collector/rules-state.snapshot")
 
 
 def test_collector_and_agent_on_one_host_both_connect(rendered: Path, services: Services) -> None:
