@@ -7,11 +7,13 @@ logged per switch, naming the server.  With one server paho reconnects by itself
 
 The watchdog: while connected, when the oldest QoS 1 PUBLISH has had no PUBACK for
 publish.puback_timeout, the connection is dropped and a new one opened (to the next server
-when there are several).  That is a node that keeps the TCP connection and answers PINGREQ
-but stores nothing (a NATS node back from a kill whose JetStream stream times out, a stopped
-process): paho's in-flight window stays full and nothing more leaves the agent.  It only
-unblocks the connection: at-least-once stays with the spool, which resends every batch not
-acked by a collector on each connect (Publisher._on_connect: mark_unsent).
+when there are several); so is a connection whose CONNACK has not come within that time.
+That is a node that keeps the TCP connection and answers PINGREQ but stores nothing (a NATS
+node back from a kill whose JetStream stream times out, or one without JetStream quorum that
+cannot load the session; a stopped process): paho's in-flight window stays full, or the
+CONNACK never comes, and nothing more leaves the agent.  It only unblocks the connection:
+at-least-once stays with the spool, which resends every batch not acked by a collector on
+each connect (Publisher._on_connect: mark_unsent).
 
 Why a new paho client per switch: paho 2.2 refuses ``client.host = ...`` unless the
 connection is fully closed, and in on_disconnect after a lost connection (state still
@@ -71,6 +73,7 @@ class BrokerLink:
         self._lock = threading.Lock()  # paho's thread and the agent's loop share what follows
         self._unacked: deque[tuple[Any, int]] = deque()  # (MQTTMessageInfo, published at)
         self._connected_at: int | None = None
+        self._connecting_since: int | None = None  # no CONNACK yet
         self._failures = 0
         self._switch_at: int | None = None  # set by paho's thread: leave the server then
         self._why = ""
@@ -125,7 +128,12 @@ class BrokerLink:
     def _stalled(self, now: int) -> str:
         """Why the connection is stalled ('' when it is not); the lock is held."""
         if self._connected_at is None:
-            return ""
+            # A node that takes the TCP connection but cannot load the session answers no
+            # CONNACK (NATS without JetStream quorum); paho would wait for its keepalive.
+            since = self._connecting_since
+            if since is None or now - since < self._puback_ms:
+                return ""
+            return f"no CONNACK from {self.where()} for {self._puback_ms / 1000:g}s"
         while self._unacked and self._unacked[0][0].is_published():
             self._unacked.popleft()
         if not self._unacked:
@@ -140,7 +148,7 @@ class BrokerLink:
         old, self.client = self.client, None
         with self._lock:
             self._unacked.clear()
-            self._connected_at = None
+            self._connected_at = self._connecting_since = None
             self._switch_at = None
         if old is not None:
             self._retire(old)
@@ -153,6 +161,7 @@ class BrokerLink:
 
     def _retire(self, client: Any) -> None:
         client.on_connect = client.on_disconnect = client.on_connect_fail = None
+        client.on_pre_connect = None
         client.on_message = None
         client.drop_out_messages()  # the spool resends them; paho must not wait for them
         client.disconnect()
@@ -166,6 +175,7 @@ class BrokerLink:
         client.on_disconnect = self._disconnected
         client.on_connect_fail = self._connect_failed
         client.on_message = self._on_message
+        client.on_pre_connect = self._connecting
         self.client = client
         connect_async(client, self.settings.model_copy(update={"host": host, "port": port}),
                       session_expiry_s=self._session_expiry_s)
@@ -180,6 +190,7 @@ class BrokerLink:
             return
         with self._lock:
             self._connected_at = self._mono_ms()
+            self._connecting_since = None
             self._failures = 0
             self._switch_at = None
         log.info("connected to %s", self.where())
@@ -191,13 +202,24 @@ class BrokerLink:
             return
         with self._lock:
             was_up, self._connected_at = self._connected_at is not None, None
+            self._connecting_since = None  # until paho's next attempt (on_pre_connect)
             if was_up and len(self.servers) > 1:
                 self._switch_at, self._why = self._mono_ms(), f"lost {self.where()} ({reason})"
         if was_up:
             self._on_down(reason)
+        else:  # closed before its CONNACK: a failed connect
+            self._failed(f"{self.where()} closed the connection before its CONNACK")
+
+    def _connecting(self, client: Any, _userdata: object) -> None:
+        """paho opens a connection (the first or one of its own retries): the CONNACK's wait."""
+        if client is self.client:
+            with self._lock:
+                self._connecting_since = self._mono_ms()
 
     def _connect_failed(self, client: Any, _userdata: object) -> None:
         if client is self.client:
+            with self._lock:
+                self._connecting_since = None  # no TCP connection: nothing to wait for
             self._failed(f"cannot connect to {self.where()}")
 
     def _failed(self, why: str) -> None:

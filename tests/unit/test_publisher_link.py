@@ -66,6 +66,7 @@ class FakeClient:
     on_connect: Any = None
     on_disconnect: Any = None
     on_connect_fail: Any = None
+    on_pre_connect: Any = None
     on_message: Any = None
 
     def will_set(self, *_a: Any, **_k: Any) -> None:
@@ -81,7 +82,8 @@ class FakeClient:
         self.server = (host, port)
 
     def loop_start(self) -> None:
-        """The network thread: the test drives the callbacks."""
+        """The network thread opens the connection; the test drives the rest."""
+        self.on_pre_connect(self, None)
 
     def loop_stop(self) -> None:
         """Joined by the retiring thread."""
@@ -324,8 +326,30 @@ def test_one_server_reconnects_to_it_only_after_a_stall(tmp_path: Path) -> None:
         r.client.down()
         r.pump_at(60_000)
         assert len(r.clients) == 1
+        r.client.on_connect_fail(r.client, None)  # paho's own retries: nothing to wait for
+        r.pump_at(120_000)
+        assert len(r.clients) == 1
+        r.client.on_pre_connect(r.client, None)
         r.client.up()
         r.store(1)
-        r.pump_at(60_000)
-        r.pump_at(90_000)
+        r.pump_at(120_000)
+        r.pump_at(150_000)
         assert [c.server for c in r.clients] == [("broker", 1883), ("broker", 1883)]
+
+
+def test_a_connack_that_never_comes_moves_on(rig: Rig,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """TCP accepted, no CONNACK (a NATS node that cannot load the session): after
+    puback_timeout the next server; a refused TCP connect is not timed (no connection)."""
+    with caplog.at_level(logging.WARNING, logger="agent.link"):
+        rig.pump_at(29_999)
+        assert len(rig.clients) == 1
+        rig.pump_at(30_000)
+    assert [c.server for c in rig.clients] == [("10.0.0.1", 1883), ("10.0.0.2", 1884)]
+    assert caplog.records[-1].getMessage() == (
+        "no CONNACK from 10.0.0.1:1883 for 30s; connecting to 10.0.0.2:1884")
+    rig.client.on_connect_fail(rig.client, None)  # back-off 2 s, then the third server
+    rig.pump_at(31_999)
+    assert len(rig.clients) == 2
+    rig.pump_at(32_000)
+    assert rig.client.server == ("2001:db8::3", 8883)
