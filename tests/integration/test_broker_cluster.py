@@ -1,7 +1,8 @@
 """Agent -> 3-node NATS cluster (MQTT 3.1.1 listener, JetStream R3) -> collector, with faults.
 
-One broker node SIGKILLed under load and restarted, then the collector: every sample produced
-is stored exactly once.  And a protocol the broker
+A bystander node, then the agent's own node (the agent lists all three: mqtt.servers),
+SIGKILLed under load and restarted, then the collector: every sample produced is stored exactly
+once.  And a protocol the broker
 does not speak (MQTT v5 against NATS) is one clear line and an exit, not a hang.
 """
 
@@ -48,6 +49,15 @@ def cluster(tmp_path: Path) -> Iterator[Services]:
     svc.stop("nats-cluster")
 
 
+def kill_node(svc: Services, node: str) -> None:
+    """SIGKILL a node and forget its pid file.  kill9 returns once the process is a zombie,
+    and until this box's init reaps it `kill -0` still succeeds: services.sh would take the
+    node for running and not start it again (the cluster then lost quorum at the next kill:
+    the own-node kill failed in most runs before this)."""
+    kill9(svc, node)
+    (svc.dir / f"{node}.pid").unlink()
+
+
 def mqtt_ports(svc: Services) -> list[int]:
     """The MQTT listener of each node, in node order."""
     return [int(p) for p in svc.env["NATS_MQTT_PORTS"].split(",")]
@@ -67,14 +77,15 @@ def collector_yaml(tmp: Path, port: int, prefix: str, url: str, db: str, *,
     return path
 
 
-def agent_cfg(tmp: Path, port: int, prefix: str) -> AgentConfig:
-    """An agent speaking MQTT 3.1.1 to one node, short ack timeout and reconnect."""
+def agent_cfg(tmp: Path, ports: list[int], prefix: str) -> AgentConfig:
+    """An agent speaking MQTT 3.1.1 to every node (the first one first), short ack timeout,
+    reconnect and PUBACK timeout (a node that stops storing is left after 5 s)."""
     return AgentConfig.model_validate({
         "agent": {"id": WHO.agent, "school": WHO.school, "district": WHO.district},
-        "mqtt": {"host": "127.0.0.1", "port": port, "topic_prefix": prefix,
+        "mqtt": {"servers": [f"127.0.0.1:{p}" for p in ports], "topic_prefix": prefix,
                  "session_expiry": "1h", "protocol": "v311"},
         "spool": {"path": str(tmp / "spool.db"), "max_mb": 64},
-        "publish": {"ack_timeout": "3s", "reconnect_max": "1s"},
+        "publish": {"ack_timeout": "3s", "reconnect_max": "1s", "puback_timeout": "5s"},
     })
 
 
@@ -87,17 +98,15 @@ def test_cluster_node_and_collector_killed_lose_nothing(cluster: Services, servi
     path = collector_yaml(tmp_path, ports[1], topic_prefix, url, influx_db)
     collector = start_collector_process(path)
     probe = CountingProbe(RECENT_MS + 200_000, per_collect=10)
-    agent = Agent(agent_cfg(tmp_path, ports[0], topic_prefix),
+    agent = Agent(agent_cfg(tmp_path, ports, topic_prefix),
                   probes=[ScheduledProbe("count", probe, 0.5, 5.0, 0.0)])
     stop, thread = run_agent(agent)
     try:
         wait_until(lambda: len(stored_times(url, influx_db)) >= 20, 60, "first samples stored")
-        # A bystander node.  Killing the agent's own node (nats-1) is left out: after its
-        # restart NATS 2.9 timed out storing the agent's QoS 1 publishes in JetStream ("timeout
-        # for request type MS"), sent no PUBACK and kept the connection, and the agent stalled
-        # in 2 runs of 3 (open, docs/scaling.md).
-        for node in ("nats-3",):
-            kill9(cluster, node)
+        # A bystander node, then the agent's own node (nats-1, its first server): the agent
+        # moves to nats-2 at once, and away from any node that stops acking (PUBACK watchdog).
+        for node in ("nats-3", "nats-1"):
+            kill_node(cluster, node)
             killed_at = len(probe.produced)
             wait_until(lambda k=killed_at: len(probe.produced) >= k + 30, 30,  # type: ignore[misc]
                        f"samples produced while {node} is down")
