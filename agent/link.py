@@ -6,14 +6,14 @@ publish.reconnect_min, doubling up to reconnect_max, until a connect succeeds.  
 logged per switch, naming the server.  With one server paho reconnects by itself, as before.
 
 The watchdog: while connected, when the oldest QoS 1 PUBLISH has had no PUBACK for
-publish.puback_timeout, the connection is dropped and a new one opened (to the next server
-when there are several); so is a connection whose CONNACK has not come within that time.
-That is a node that keeps the TCP connection and answers PINGREQ but stores nothing (a NATS
-node back from a kill whose JetStream stream times out, or one without JetStream quorum that
-cannot load the session; a stopped process): paho's in-flight window stays full, or the
-CONNACK never comes, and nothing more leaves the agent.  It only unblocks the connection:
-at-least-once stays with the spool, which resends every batch not acked by a collector on
-each connect (Publisher._on_connect: mark_unsent).
+publish.puback_timeout (and no other PUBACK came meanwhile), the connection is dropped and a
+new one opened (to the next server when there are several); so is a connection whose CONNACK
+has not come within that time.  That is a node that keeps the TCP connection and answers
+PINGREQ (so keepalive sees nothing) but stores nothing: a NATS node whose JetStream lost quorum
+times out storing each PUBLISH and loading the session on CONNECT; a stopped process.  paho's
+in-flight window stays full, or the CONNACK never comes, and nothing more leaves the agent.
+It only unblocks the connection: at-least-once stays with the spool, which resends every
+batch not acked by a collector on each connect (Publisher._on_connect: mark_unsent).
 
 Why a new paho client per switch: paho 2.2 refuses ``client.host = ...`` unless the
 connection is fully closed, and in on_disconnect after a lost connection (state still
@@ -73,6 +73,7 @@ class BrokerLink:
         self._lock = threading.Lock()  # paho's thread and the agent's loop share what follows
         self._unacked: deque[tuple[Any, int]] = deque()  # (MQTTMessageInfo, published at)
         self._connected_at: int | None = None
+        self._progress_at = 0  # when maintain last saw a PUBACK
         self._connecting_since: int | None = None  # no CONNACK yet
         self._failures = 0
         self._switch_at: int | None = None  # set by paho's thread: leave the server then
@@ -136,10 +137,14 @@ class BrokerLink:
             return f"no CONNACK from {self.where()} for {self._puback_ms / 1000:g}s"
         while self._unacked and self._unacked[0][0].is_published():
             self._unacked.popleft()
+            self._progress_at = now
         if not self._unacked:
             return ""
-        # A message published before this connection was resent when it came up.
-        since = max(self._unacked[0][1], self._connected_at)
+        # Timed from the latest of: its publish, this connection (what was published before
+        # was resent when it came up), the last PUBACK seen: on a slow uplink a backlog's
+        # messages queue behind each other in paho's window, and a broker that acks one every
+        # few seconds is working, however long the last of them has waited.
+        since = max(self._unacked[0][1], self._connected_at, self._progress_at)
         if now - since < self._puback_ms:
             return ""
         return f"no PUBACK from {self.where()} for {self._puback_ms / 1000:g}s"

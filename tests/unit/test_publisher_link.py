@@ -216,7 +216,8 @@ def test_a_stalled_broker_is_left_for_the_next_and_the_spool_resends(
     assert rig.pump_at(1_000) == 3
     first = rig.client
     rig.ack([1])  # the collector stored seq 1; seqs 2 and 3 never reached it
-    first.data()[0].acked = True
+    first.data()[0].acked = True  # the broker's PUBACK of seq 1, seen at once
+    rig.pump_at(1_000)
     with caplog.at_level(logging.WARNING, logger="agent.link"):
         rig.pump_at(30_999)  # seq 2 waits 29.999 s: not yet
         assert len(rig.clients) == 1
@@ -353,3 +354,22 @@ def test_a_connack_that_never_comes_moves_on(rig: Rig,
     assert len(rig.clients) == 2
     rig.pump_at(32_000)
     assert rig.client.server == ("2001:db8::3", 8883)
+
+
+def test_a_slow_uplink_that_acks_now_and_then_is_not_stalled(rig: Rig) -> None:
+    """A backlog published at once over a slow link: PUBACKs every 20 s, the last one after
+    100 s.  Each PUBACK restarts the wait: no switch; then 30 s without one: a switch."""
+    rig.client.up()
+    rig.store(5)
+    assert rig.pump_at(0) == 5
+    for k, info in enumerate(rig.client.data()):
+        rig.pump_at(k * 20_000 + 19_999)
+        info.acked = True
+    rig.pump_at(100_000)
+    assert len(rig.clients) == 1
+    rig.store(1)
+    rig.pump_at(100_000)  # published at 100 s; the last PUBACK seen at 100 s
+    rig.pump_at(129_999)
+    assert len(rig.clients) == 1
+    rig.pump_at(130_000)
+    assert len(rig.clients) == 2
