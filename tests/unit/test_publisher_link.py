@@ -228,8 +228,7 @@ def test_a_stalled_broker_is_left_for_the_next_and_the_spool_resends(
     assert rig.pub.pump() == 0  # not connected yet: nothing goes out
     rig.client.up()
     assert rig.pump_at(31_100) == 2 and rig.client.seqs() == [2, 3]
-    # Acks that come late over the old connection still count (acks are idempotent).
-    rig.ack([2, 3])
+    rig.ack([2, 3])  # the collector's acks, over the new connection
     assert rig.spool.stats().depth == 0
 
 
