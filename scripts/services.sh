@@ -34,9 +34,13 @@ port_of() {
     cat "$file"
 }
 
-is_running() {
-    local pidfile="$1/$2.pid"
-    [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+is_running() {  # a zombie (killed, not yet reaped: kill -0 still succeeds) is not running
+    local pidfile="$1/$2.pid" pid state
+    [ -s "$pidfile" ] || return 1
+    pid=$(cat "$pidfile")
+    kill -0 "$pid" 2>/dev/null || return 1
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null)
+    [ "$state" != Z ]
 }
 
 wait_for() {  # name, command...; up to 30 s
