@@ -109,7 +109,8 @@ def test_settings_are_inventory_variables_with_defaults_in_the_example() -> None
     optional = {"schoolmon_agent_version", "schoolmon_artifact_dir",
                 "schoolmon_agent_mqtt_password_src", "ansible_managed", "schoolmon_agent",
                 "schoolmon_servers",
-                "schoolmon_agent_role"}  # default in the template: from schoolmon_agent_classroom
+                # defaults in the template: the role from schoolmon_agent_classroom, no servers
+                "schoolmon_agent_role", "schoolmon_agent_mqtt_servers"}
     missing = sorted(used - set(play["vars"]) - registered - set(inventory) - optional)
     assert missing == []
     settings = {"schoolmon_win_dir", "schoolmon_win_python", "schoolmon_win_python_installer",
@@ -208,6 +209,23 @@ def test_rendered_agent_config_passes_check_config(tmp_path: Path) -> None:
                                 "SCHOOLMON_PJLINK_PASSWORD": "y"})
     assert check.returncode == 0, check.stdout + check.stderr
     assert ": ok (" in check.stdout
+
+
+def test_a_broker_cluster_is_rendered_as_mqtt_servers(tmp_path: Path) -> None:
+    """schoolmon_agent_mqtt_servers: the nodes go to mqtt.servers (no host), a valid config."""
+    result = _run_checks_and_render(tmp_path, {
+        "vault_pjlink_password": "p",
+        "schoolmon_agent_mqtt_servers": ["mqtt1.district.example:8883", "mqtt2.district.example"]})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    rendered = tmp_path / "out" / f"{PC}.yaml"
+    mqtt = yaml.safe_load(rendered.read_text())["mqtt"]
+    assert mqtt["servers"] == ["mqtt1.district.example:8883", "mqtt2.district.example"]
+    assert "host" not in mqtt
+    check = subprocess.run(schoolmon_cmd("check-config", str(rendered)), capture_output=True,
+                           text=True, check=False,
+                           env={**os.environ, "SCHOOLMON_MQTT_PASSWORD": "x",
+                                "SCHOOLMON_PJLINK_PASSWORD": "y"})
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_default_av_devices_follow_the_addressing_plan(tmp_path: Path) -> None:
