@@ -152,93 +152,14 @@ def cmd_agent_discover(args: argparse.Namespace) -> int:
 def cmd_collector_run(args: argparse.Namespace) -> int:
     """Run the collector until SIGINT/SIGTERM."""
     from collector.config import load_collector_config
-    from collector.dashboard_feed import DashboardFeed
-    from collector.lease import Lease
-    from collector.sharding import RulesAndAlerts, build_collector, resolve_shard
+    from collector.service import AlertStateError, CollectorService
 
     config = load_collector_config(args.config)
-    # The shard's part of the inventory: rules, alerts and the feed see only its districts.
-    shard = resolve_shard(config, args.config)
-    collector = build_collector(config, shard)
-    standby = config.standby.enabled and shard.observes
-    # A candidate holds the lease once its id stood unchallenged this long (collector/lease.py).
-    lease = Lease(config, settle=min(1.0, config.rules.interval / 4)) if standby else None
-    snapshots: list[Any] = []  # the rules state's snapshot writer, once the engine is built
-    active = RulesAndAlerts(config, args.config, shard, collector, lease=lease,
-                            restore=lambda engine: _restore_rules(engine, config, args,
-                                                                  collector, snapshots))
-    if lease is None:
-        _build_active(active, config)
-    feed = DashboardFeed(collector.write_points, shard.inventory)
-    # Observers are added before start(): a status observer makes the collector subscribe
-    # to every agent's status topic.
-    collector.status_observers.append(feed.on_status)
-    stop = _stop_on_signals()
-    collector.start()
-    feed.start()
-    code = 0
-    if lease is None:
-        active.run(stop)
-        stop.wait()
-    else:
-        lease.start()
-        if lease.acquire(stop):
-            _build_active(active, config)
-            active.run(stop)
-            while not stop.wait(0.5):
-                if lease.lost.is_set():  # the standby took over (collector/lease.py)
-                    code = 1
-                    break
-    # Stop the writers' retry loops first: while storage fails, the feed's write would
-    # otherwise hold the shutdown for its whole retry delay.
-    collector.stop_event.set()
-    stop.set()
-    feed.stop()
-    if lease is not None:
-        lease.release()
-    collector.stop()
-    active.close()
-    for snapshot in snapshots:  # after the last observed batch: a restart replays nothing
-        snapshot.close()
-    return code
-
-
-def _build_active(active: Any, config: Any) -> None:
-    import sqlite3
-
+    service = CollectorService(config, args.config, evaluate_at=args.evaluate_at)
     try:
-        active.build()
-    except (OSError, sqlite3.Error) as exc:
-        state = config.alerts.state_path if config.alerts else "?"
-        raise UserError(f"alerts.state_path {state}: {exc}", 1) from None
-
-
-def _restore_rules(engine: Any, config: Any, args: argparse.Namespace, collector: Any,
-                   snapshots: list[Any]) -> None:
-    """Rebuild the rules state before the first pass (held input meanwhile); snapshot it."""
-    from collector.reports.query import InfluxReader
-    from collector.rules.restore import SnapshotSource, start_restore
-    from collector.rules.snapshot import Snapshotter, storage_settled
-
-    if args.evaluate_at is not None:  # tests: every pass at one instant, ingest on wall time
-        engine.pass_clock = lambda: args.evaluate_at
-    if not config.rules.restore:
-        return
-    storage = config.storage
-    if getattr(storage, "server", "influxdb") != "influxdb":
-        logging.getLogger("collector.rules").warning(
-            "rules: %s answers no InfluxQL: the state starts empty and fills from new samples",
-            storage.server)
-        return
-    snap = None
-    if config.rules.snapshot_every > 0:
-        where = getattr(storage, "database", None) or getattr(storage, "bucket", "")
-        snap = SnapshotSource(Path(config.rules.snapshot), f"{storage.url}|{where}")
-        writer = Snapshotter(engine, snap.store, snap.path, config.rules.snapshot_every,
-                             settled=storage_settled(collector.storage.health))
-        writer.start()
-        snapshots.append(writer)
-    start_restore(engine, InfluxReader(storage), collector.stop_event, snap=snap)
+        return service.run(_stop_on_signals())
+    except AlertStateError as exc:
+        raise UserError(str(exc), 1) from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

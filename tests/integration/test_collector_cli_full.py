@@ -93,3 +93,22 @@ def test_collector_command_runs_rules_alerts_and_feed(services: Services, influx
         assert b"smtp-Secret-1" not in log.read_bytes()
     finally:
         smtp.stop()
+
+
+def test_an_alert_state_it_cannot_open_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """alerts.state_path under a file (no directory can be made there): one line, exit 1,
+    before anything connects (no broker or storage runs for this test)."""
+    (tmp_path / "not-a-dir").write_text("")
+    config = tmp_path / "collector.yaml"
+    config.write_text(yaml.safe_dump({
+        "mqtt": {"host": "127.0.0.1", "port": 1, "username": None},
+        "storage": {"kind": "influxdb1", "url": "http://127.0.0.1:1", "database": "x"},
+        "alerts": {"smtp": {"host": "127.0.0.1", "port": 1}, "from": "a@d.example",
+                   "to": ["b@d.example"], "state_path": str(tmp_path / "not-a-dir/alerts.db")},
+    }))
+    proc = subprocess.run(schoolmon_cmd("collector", "run", "-c", str(config)),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "alerts.state_path" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
