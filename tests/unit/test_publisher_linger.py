@@ -15,18 +15,9 @@ from agent.config import AgentConfig
 from agent.publisher import Publisher
 from agent.spool import Spool
 from common.wire import Envelope, Sample, decode_envelope, encode_ack, encode_samples
+from tests.clocks import MsClock
 
 T0 = 1_763_890_000_000
-
-
-class Clock:
-    """A settable clock in ms."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
 
 
 @dataclass
@@ -71,8 +62,8 @@ class Rig:
 
     pub: Publisher
     spool: Spool
-    wall: Clock
-    mono: Clock
+    wall: MsClock
+    mono: MsClock
     net: Transport
 
     def run(self, at_ms: int, first: int, n: int = 1) -> None:
@@ -96,7 +87,7 @@ class Rig:
 
 def make_rig(tmp_path: Path, linger: str | None = "30s", **agent: Any) -> Iterator[Rig]:
     """Build and tear down a rig."""
-    wall, mono = Clock(T0), Clock(0)
+    wall, mono = MsClock(T0), MsClock(0)
     cfg = config(tmp_path, **agent) if linger is None else config(tmp_path, linger=linger,
                                                                     **agent)
     spool = Spool(cfg.spool.path, 10**9, 86400.0, clock_ms=wall, mono_ms=mono).open()

@@ -19,18 +19,9 @@ from agent.publisher import Publisher
 from agent.spool import Spool
 from common.config import ConfigError, load_model
 from common.wire import Sample, decode_envelope, encode_ack, encode_samples
+from tests.clocks import MsClock
 
 T0 = 1_763_890_000_000
-
-
-class Clock:
-    """A settable clock in ms."""
-
-    def __init__(self, now_ms: int) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> int:
-        return self.now_ms
 
 
 @dataclass
@@ -126,7 +117,7 @@ class Rig:
 
     pub: Publisher
     spool: Spool
-    mono: Clock
+    mono: MsClock
     clients: list[FakeClient]
 
     @property
@@ -160,7 +151,7 @@ def agent_config(tmp_path: Path, mqtt: dict[str, Any]) -> AgentConfig:
 
 def make_rig(tmp_path: Path, mqtt: dict[str, Any]) -> Iterator[Rig]:
     cfg = agent_config(tmp_path, mqtt)
-    mono = Clock(0)
+    mono = MsClock(0)
     spool = Spool(cfg.spool.path, 10**9, 86400.0, clock_ms=lambda: T0 + mono.now_ms,
                   mono_ms=mono).open()
     pub = Publisher(cfg, spool, clock_ms=lambda: T0 + mono.now_ms)
