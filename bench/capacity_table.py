@@ -3,8 +3,10 @@
 A school is the gateway agent of configs/agent.example.yaml plus 30 classroom agents of
 configs/agent.classroom.example.yaml; their probes and intervals are read from those files (so
 the table follows the examples), with the counts a config does not say (NICs, switch ports,
-APs, BSSIDs a scan sees) taken from :data:`ASSUMED`.  Every probe run is one message (one spooled
-batch) and every agent adds its own ``agent`` sample each minute.  Probes limited to school hours
+APs, BSSIDs a scan sees) taken from :data:`ASSUMED`.  Every probe run is one spooled batch and
+every agent adds its own ``agent`` sample each minute; with the agent's ``publish.linger`` (the
+examples name their ``agent.role``, so the role's default) the batches of one linger go as one
+message.  Probes limited to school hours
 count at their full rate: the table is for the peak.
 
 The per-collector figures come from docs/benchmarks.md, section ``collector_throughput``
@@ -90,11 +92,20 @@ class AgentLoad:
 
     always: Load
     school_hours: Load
+    # publish.linger caps the messages: at most one envelope per linger (a backlog aside), and
+    # no fewer than the wire's 1,000-sample envelopes need; 0: one message per probe run.
+    linger_s: float = 0.0
 
     @property
     def peak(self) -> Load:
         """In school hours: both."""
-        return self.always + self.school_hours
+        return self._lingered(self.always + self.school_hours)
+
+    def _lingered(self, load: Load) -> Load:
+        if self.linger_s <= 0:
+            return load
+        floor = math.ceil(load.samples / 1000)
+        return Load(min(load.messages, max(60.0 / self.linger_s, floor)), load.samples)
 
 
 def agent_load(config: AgentConfig) -> AgentLoad:
@@ -108,7 +119,7 @@ def agent_load(config: AgentConfig) -> AgentLoad:
             school += load
         else:
             always += load
-    return AgentLoad(always, school)
+    return AgentLoad(always, school, config.linger_s)
 
 
 def school_minutes(config: AgentConfig) -> int:

@@ -8,7 +8,9 @@ import pytest
 
 from bench.capacity_table import (
     CLASSROOMS,
+    AgentLoad,
     CollectorFigures,
+    Load,
     collector_figures,
     collectors,
     rewrite,
@@ -29,13 +31,16 @@ def test_example_school_load_by_hand() -> None:
     ssh 29/5 min, 4 speed tests a day, the agent sample; classroom: host/5 min, pjlink 1,
     av 2 and agent each minute, wifi 4 BSSIDs/5 min."""
     school, minutes = school_load()
+    runs = school.gateway.always + school.gateway.school_hours  # one batch per probe run
+    assert runs.messages == pytest.approx(6 + 1 + 2 + 1 + 0.2 + 4 / 1440 + 1)
     gateway = school.gateway.peak
-    assert gateway.messages == pytest.approx(6 + 1 + 2 + 1 + 0.2 + 4 / 1440 + 1)
     assert gateway.samples == pytest.approx(18 + 1 + 6 + (29 + 33) + 29 / 5 + 4 / 1440 + 1)
+    assert gateway.messages == pytest.approx(2)  # publish.linger 30 s (role gateway)
     classroom = school.classroom
     assert classroom.school_hours.messages == pytest.approx(2)  # pjlink and av
     assert classroom.always.samples == pytest.approx(0.2 + 4 / 5 + 1)
-    assert school.peak.messages == pytest.approx(gateway.messages + CLASSROOMS * 3.4)
+    assert classroom.peak.messages == pytest.approx(1)  # 3.4 runs a minute, linger 60 s
+    assert school.peak.messages == pytest.approx(2 + CLASSROOMS * 1)
     assert minutes == 270 + 240  # 07:30-12:00 and 13:30-17:30
 
 
@@ -89,3 +94,12 @@ def test_the_drained_50_sample_row_is_preferred_for_samples() -> None:
     row = big_row(61_234.4, 80_000.0, 300_000, 300_000, "1.50")
     figures = collector_figures(SECTION.format(small=row + "\n"))
     assert figures is not None and figures.samples_per_s == 61_234
+
+
+def test_linger_caps_messages_but_not_below_what_the_wire_needs() -> None:
+    """One message per linger at most, never fewer than 1,000-sample envelopes need."""
+    busy = AgentLoad(Load(12.0, 3_000.0), Load(0.0, 0.0), linger_s=30.0)
+    assert busy.peak == Load(3.0, 3_000.0)  # 3,000 samples a minute: 3 envelopes, not 2
+    quiet = AgentLoad(Load(12.0, 40.0), Load(0.0, 0.0), linger_s=30.0)
+    assert quiet.peak == Load(2.0, 40.0)
+    assert AgentLoad(Load(12.0, 40.0), Load(0.0, 0.0)).peak == Load(12.0, 40.0)  # linger 0
