@@ -12,7 +12,7 @@ range is read in as few queries as memory allows: one for the minutes after a sn
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from collector.measurements import AGENT_STATUS, RULES_LATE
@@ -49,7 +49,8 @@ def _select(kind: str) -> str:
             f'FROM "{kind}"')
 
 
-def _who(row: dict[str, Any]) -> AgentIdentity | None:
+def identity(row: Mapping[str, Any]) -> AgentIdentity | None:
+    """The agent a stored point's tags (or a row's tag columns) name; None if one is empty."""
     district, school, agent = row.get("district"), row.get("school"), row.get("agent")
     if not (district and school and agent):
         return None
@@ -61,7 +62,7 @@ def _samples(series: list[Series]) -> list[tuple[AgentIdentity, Sample]]:
     for s in series:
         tags, fields = READ_TAGS[s.name], READ_FIELDS[s.name]
         for row in s.rows:
-            who = _who(row)
+            who = identity(row)
             if who is None:
                 continue
             values = {f: row[f] for f in fields if row.get(f) is not None}
@@ -88,14 +89,14 @@ def replay_range(engine: RulesEngine, query: Query, since_ms: int, until_ms: int
         for s in query(f"SELECT *::field,{_names(_IDENTITY)} FROM {_names(_OTHERS)} "
                        f"WHERE {span}"):
             for row in s.rows:
-                who = _who(row)
+                who = identity(row)
                 if who is not None:
                     engine.replay_heard(who, int(row["time"]))
         state = AGENT_STATUS.field("state")
         for s in query(f'SELECT "{state}",{_names(_IDENTITY)} FROM "{AGENT_STATUS.name}" '
                        f"WHERE {span}"):
             for row in s.rows:
-                who = _who(row)
+                who = identity(row)
                 if who is not None and row.get(state) in ("online", "offline"):
                     engine.replay_status(who, str(row[state]), int(row["time"]))
         total += len(items)

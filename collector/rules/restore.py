@@ -86,16 +86,9 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _who(tags: dict[str, str]) -> AgentIdentity | None:
-    district, school, agent = tags.get("district"), tags.get("school"), tags.get("agent")
-    if not (district and school and agent):
-        return None
-    return AgentIdentity(district, school, agent)
-
-
 def _samples(series: list[Row]) -> Iterator[tuple[AgentIdentity, Sample]]:
     for s in series:
-        who = _who(s.tags)
+        who = gap.identity(s.tags)
         if who is None:
             continue
         tags = {k: v for k, v in s.tags.items() if v and k not in _IDENTITY}
@@ -172,7 +165,7 @@ class Restorer:
         others = ",".join(f'"{k}"' for k in KINDS if k not in _REPLAYED)
         for s in self.query(f"SELECT * FROM {others} WHERE {where} GROUP BY "
                              '"district","school","agent" ORDER BY time DESC LIMIT 1', stats):
-            who = _who(s.tags)
+            who = gap.identity(s.tags)
             if who is not None and s.rows:
                 self.engine.replay_heard(who, int(s.rows[0]["time"]))
         status_where = " AND ".join(
@@ -181,7 +174,7 @@ class Restorer:
         for s in self.query(f'SELECT "state" FROM "{_STATUS_MEASUREMENT}" WHERE {status_where} '
                              'GROUP BY "district","school","agent" ORDER BY time DESC LIMIT 1',
                              stats):
-            who = _who(s.tags)
+            who = gap.identity(s.tags)
             state = s.rows[0].get("state") if s.rows else None
             if who is not None and state in ("online", "offline"):
                 self.engine.replay_status(who, str(state), int(s.rows[0]["time"]))
