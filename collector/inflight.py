@@ -130,6 +130,33 @@ class InflightQueue:
                 self._raw_ready.notify()
             return True
 
+    def receive_many(self, raws: list[Raw], wait: float) -> int:
+        """Take raw messages in order (the data session's thread); how many were taken.
+
+        Waits up to ``wait`` s in all for room; the messages after the first that found
+        none are not taken (the caller lets them go).
+        """
+        if not raws:
+            return 0
+        deadline = time.monotonic() + wait
+        taken = 0
+        with self._cond:
+            for raw in raws:
+                size = len(raw.payload)
+                if not self._has_room(size):
+                    if self._validator_idle:  # it must make room: let it see what came
+                        self._raw_ready.notify()
+                    if not self._cond.wait_for(lambda s=size: self._has_room(s),  # type: ignore[misc]
+                                               max(0.0, deadline - time.monotonic())):
+                        self.stats.shed += len(raws) - taken
+                        break
+                self._raw.append(raw)
+                self._count_in(size)
+                taken += 1
+            if self._validator_idle and self._raw:
+                self._raw_ready.notify()
+        return taken
+
     def intake(self, wait: float) -> list[Raw]:
         """Every raw message received so far (the validator's thread); [] after ``wait`` s."""
         with self._cond:

@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from collector.alerts.engine import AlertEngine
 from collector.config import CollectorConfig, CollectorRole
@@ -30,7 +29,7 @@ from collector.inventory import Inventory, UnmatchedDistrictError, load_inventor
 from collector.lease import Lease
 from collector.rules import RulesEngine, load_policies
 from collector.rules.scope import check_zones
-from collector.subscriber import Collector, build_writer
+from collector.subscriber import Collector, ack_deliveries, build_writer
 from collector.validate import Accepted
 from common.config import ConfigError
 from common.wire import Topics
@@ -102,11 +101,9 @@ class ObservingCollector(Collector):
     """
 
     def _deliver(self, batch: list[Inbound]) -> None:
-        client = self._client
-        generation = self._generation
-        for d in self.queue.done(batch):
-            if d.qos > 0 and d.generation == generation:
-                client.ack(d.mid, d.qos)
+        session = self._session
+        assert session is not None
+        ack_deliveries(session, self.queue.done(batch))
         for item in batch:
             result = item.result
             if isinstance(result, Accepted):
@@ -117,11 +114,10 @@ class ObservingCollector(Collector):
                     except Exception:  # an observer bug must never stop delivery
                         log.exception("sample observer failed")
 
-    def _ack_stored_resend(self, client: Any, item: Inbound) -> None:
+    def _ack_stored_resend(self, item: Inbound) -> None:
         # A resend of a batch already observed: the broker's PUBACK only.
-        for d in item.deliveries:
-            if d.qos > 0:
-                client.ack(d.mid, d.qos)
+        if self._session is not None:
+            ack_deliveries(self._session, item.deliveries)
 
 
 def build_collector(config: CollectorConfig, shard: Shard) -> Collector:

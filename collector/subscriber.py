@@ -1,34 +1,37 @@
 """The collector's delivery loop: MQTT in, InfluxDB out, acks only after the write.
 
-paho's network thread only hands each data message over (collector/inflight.py counts its
-bytes at once); a validator thread takes every waiting message at once, validates them and
-queues the batch; one writer thread takes messages in batches, writes their points, and only
-then sends the MQTT PUBACK (``manual_ack=True``) and the agent's ack.  While storage is down
-the writer keeps retrying and acks nothing, so the broker and the agents keep every message.
-Rejected messages are written as ``schoolmon_reject`` points and acked with the batch they
-came in (they will never become valid by retrying); when the topic's agent and the batch's seq
-are known, its ack names the seq in ``rejected`` so the agent drops the batch instead of
-resending it for ever.  The queue between the threads (collector/inflight.py) is bounded in
-messages and bytes, from a message's arrival to its ack, and writes a resent batch only once.
+The data session's thread (collector/mqtt_session.py) only hands the messages of each read
+over (collector/inflight.py counts their bytes at once); a validator thread takes every
+waiting message at once, validates them and queues the batch; one writer thread takes
+messages in batches, writes their points, and only then sends the MQTT PUBACK and the agent's
+ack.  While storage is down the writer keeps retrying and acks nothing, so the broker and the
+agents keep every message.  Rejected messages are written as ``schoolmon_reject`` points and
+acked with the batch they came in (they will never become valid by retrying); when the
+topic's agent and the batch's seq are known, its ack names the seq in ``rejected`` so the
+agent drops the batch instead of resending it for ever.  The queue between the threads
+(collector/inflight.py) is bounded in messages and bytes, from a message's arrival to its
+ack, and writes a resent batch only once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 from collector.clocks import ClockBook, restore_clocks
 from collector.config import CollectorConfig
 from collector.inflight import Delivery, Inbound, InflightQueue, Offer, Raw, batch_key
 from collector.late import late_lines
+from collector.mqtt_codec import Publish, SubAck
+from collector.mqtt_session import DataSession
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
 from collector.validate import Accepted, RejectCounter, Rejected, TimeWindow, validate
-from common.mqtt import connect_async, disconnect_ending_session, make_client
 from common.wire import AgentIdentity, Sample, Topics, WireError, encode_ack, to_ranges
 
 log = logging.getLogger(__name__)
@@ -68,13 +71,13 @@ class Collector:
         self._window = TimeWindow(max_age_ms=int(max_age * 1000) if max_age else None)
         self.connected = threading.Event()
         self.queue = InflightQueue(config.write.queue_messages, config.write.queue_bytes)
-        # How long paho's thread may wait for room in the queue (back-pressure on the broker)
-        # before it lets a message go: well within the broker's 1.5 x keepalive, as nothing
-        # is sent to the broker while that thread waits.
+        # How long the data session's thread may wait for room in the queue (back-pressure on
+        # the broker) before it lets a message go: well within the broker's 1.5 x keepalive,
+        # as nothing is sent to the broker while that thread waits.
         self._offer_wait = min(5.0, config.mqtt.keepalive / 3)
         self._last_shed_log = -1e18
         self._generation = 0  # connections so far: a PUBACK is only valid on its own
-        self._client: Any = None
+        self._session: DataSession | None = None
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
                                                daemon=True)
         self._validator_thread = threading.Thread(target=self._validate_loop,
@@ -85,20 +88,14 @@ class Collector:
     def start(self) -> None:
         """Connect and start the writer thread."""
         cfg = self.config.mqtt
-        client = make_client(cfg, client_id=cfg.effective_client_id())
-        client.manual_ack_set(True)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client = client
+        self._session = DataSession(cfg, cfg.effective_client_id(), self,
+                                    session_expiry_s=cfg.session_expiry,
+                                    receive_maximum=cfg.receive_maximum)
         # Before the first message: a backlog arriving at once is corrected like the rest.
         restore_clocks(self.clocks, self.config.storage)
         self._writer_thread.start()
         self._validator_thread.start()
-        connect_async(client, cfg, session_expiry_s=cfg.session_expiry,
-                      receive_maximum=cfg.receive_maximum)
+        self._session.start()
 
     def stop(self) -> None:
         """Stop writing and leave the share group (agents resend what was not acked)."""
@@ -106,33 +103,37 @@ class Collector:
         for thread in (self._validator_thread, self._writer_thread):
             if thread.is_alive():
                 thread.join(timeout=10)
-        if self._client is not None:
+        if self._session is not None:
             # Ending the session at once takes this collector out of the share group now:
             # Mosquitto would otherwise keep routing its share to the stopped session.
-            disconnect_ending_session(self._client, self.config.mqtt.session_expiry)
-            self._client.loop_stop()
+            self._session.stop(end_session=True)
 
-    def _on_connect(self, client: Any, _u: object, _f: object, reason: Any, _p: object) -> None:
-        if reason.is_failure:
-            log.error("broker refused the collector: %s", reason)
-            return
+    # -- the data session's callbacks (collector/mqtt_session.py), in its thread -------------
+
+    def on_connected(self, generation: int, session_present: bool) -> None:
+        """Subscribe on every new connection (a resumed session has them, a new one not)."""
         log.info("collector connected to %s:%s", self.config.mqtt.host, self.config.mqtt.port)
-        self._generation += 1
-        # qos=1, not SubscribeOptions: paho ignores options under MQTT 3.1.1 (QoS 0).
+        self._generation = generation
+        session = self._session
+        assert session is not None
         if self.status_observers:
             # Not shared: the collector running rules and alerts must see every agent's status.
-            client.subscribe([(f, 1) for f in self.status_filters])
+            session.subscribe(self.status_filters)
         # One SUBSCRIBE for every filter: one SUBACK says the collector is receiving.
-        _result, mid = client.subscribe([(f, 1) for f in self.data_filters])
-        self._data_sub = (mid, ", ".join(self.data_filters))
+        self._data_sub = (session.subscribe(self.data_filters), ", ".join(self.data_filters))
+
+    def on_refused(self, line: str) -> None:
+        """A protocol the broker does not speak: say so once and stop (a retry cannot help)."""
+        log.error("%s", line)
+        os.kill(os.getpid(), signal.SIGTERM)  # the process's ordinary, clean stop
 
     def resubscribe_statuses(self) -> None:
         """Subscribe to the status filters again: the broker re-sends every retained status.
 
         For observers added after start (a standby taking over, collector/lease.py).
         """
-        if self._client is not None:
-            self._client.subscribe([(f, 1) for f in self.status_filters])
+        if self._session is not None:
+            self._session.subscribe(self.status_filters)
 
     def _default_data_filter(self) -> str:
         if self.config.mqtt.protocol == "v311":
@@ -141,42 +142,53 @@ class Collector:
             return self.topics.data_filter()
         return self.topics.data_filter(share_group=self.config.mqtt.share_group)
 
-    def _on_subscribe(self, _c: Any, _u: object, mid: int, reasons: Any, _p: object) -> None:
-        # ``connected`` means "receiving": set once the broker confirmed the data subscription
-        # (the status subscription, when there is one, was sent before it).
-        if mid != self._data_sub[0]:
+    def on_suback(self, suback: SubAck) -> None:
+        """``connected`` means "receiving": set once the broker confirmed the data subscription.
+
+        (The status subscription, when there is one, was sent before it.)
+        """
+        if suback.mid != self._data_sub[0]:
             return
-        if any(r.is_failure for r in reasons):
-            log.error("broker refused the subscription %s: %s", self._data_sub[1], reasons)
+        if any(code >= 0x80 for code in suback.codes):
+            log.error("broker refused the subscription %s: codes %s", self._data_sub[1],
+                      ", ".join(f"0x{c:02x}" for c in suback.codes))
             return
         log.info("subscribed to %s", self._data_sub[1])
         self.connected.set()
 
-    def _on_disconnect(self, _c: Any, _u: object, _f: object, reason: Any, _p: object) -> None:
-        if self.connected.is_set():
+    def on_disconnected(self, reason: str) -> None:
+        """The session reconnects by itself; unacked messages come again."""
+        if self.connected.is_set() and not self.stop_event.is_set():
             log.warning("collector disconnected from broker: %s; will reconnect", reason)
         self.connected.clear()
 
-    def _on_message(self, client: Any, _userdata: object, msg: Any) -> None:
-        topic = msg.topic  # paho decodes it on every access
-        if topic.endswith("/status"):
-            self._on_status(client, msg)
+    def on_publishes(self, publishes: list[Publish], generation: int) -> None:
+        """Hand data messages to the queue in one lock round; statuses to their observers."""
+        session = self._session
+        assert session is not None
+        recv_ms = int(time.time() * 1000)
+        raws = []
+        for msg in publishes:
+            if msg.topic.endswith("/status"):
+                self._on_status(msg, generation, recv_ms)
+            else:
+                raws.append(Raw(msg.topic, msg.payload, recv_ms,
+                                Delivery(msg.mid, msg.qos, generation)))
+        # Blocks this thread while the writer is behind: back-pressure on the broker.
+        taken = self.queue.receive_many(raws, self._offer_wait)
+        if taken == len(raws):
             return
-        raw = Raw(topic, msg.payload, int(time.time() * 1000),
-                  Delivery(msg.mid, msg.qos, self._generation))
-        # Blocks paho's thread while the writer is behind: back-pressure on the broker.
-        if not self.queue.receive(raw, self._offer_wait):
-            # Let it go: PUBACKed, the broker forgets it; not acked to the agent, which keeps
-            # the batch and resends it after its ack_timeout.  Memory stays bounded.
-            if msg.qos > 0:
-                client.ack(msg.mid, msg.qos)
-            now = time.monotonic()
-            if now - self._last_shed_log >= 60:
-                self._last_shed_log = now
-                stats = self.queue.stats
-                log.warning("write queue full (%d of %d bytes): a message on %s is left to its "
-                            "agent's resend [%d so far]", stats.bytes_held,
-                            self.config.write.queue_bytes, topic, stats.shed)
+        # Let the rest go: PUBACKed, the broker forgets them; not acked to the agent, which
+        # keeps the batch and resends it after its ack_timeout.  Memory stays bounded.
+        shed = raws[taken:]
+        session.ack_many([r.delivery.mid for r in shed if r.delivery.qos], generation)
+        now = time.monotonic()
+        if now - self._last_shed_log >= 60:
+            self._last_shed_log = now
+            stats = self.queue.stats
+            log.warning("write queue full (%d of %d bytes): %d messages (the last on %s) are "
+                        "left to their agents' resend [%d so far]", stats.bytes_held,
+                        self.config.write.queue_bytes, len(shed), shed[-1].topic, stats.shed)
 
     def _validate_loop(self) -> None:
         topics, clocks, window = self.topics, self.clocks, self._window
@@ -196,34 +208,33 @@ class Collector:
                                      batch_key(result)))
             for item, outcome in zip(items, self.queue.offer_many(items), strict=True):
                 if outcome is Offer.STORED:
-                    self._ack_stored_resend(self._client, item)
+                    self._ack_stored_resend(item)
 
-    def _ack_stored_resend(self, client: Any, item: Inbound) -> None:
+    def _ack_stored_resend(self, item: Inbound) -> None:
         """A resend of a batch already stored: acknowledge it again, write nothing."""
-        for d in item.deliveries:
-            if d.qos > 0 and d.generation == self._generation:
-                client.ack(d.mid, d.qos)
+        session = self._session
+        assert session is not None
+        ack_deliveries(session, item.deliveries)
         result = item.result
         if isinstance(result, Accepted):
-            client.publish(self.topics.ack(result.who), encode_ack([(result.seq, result.seq)]),
-                           qos=1)
+            session.publish(self.topics.ack(result.who), encode_ack([(result.seq, result.seq)]))
         elif result.who is not None and result.seq is not None:
-            client.publish(self.topics.ack(result.who),
-                           encode_ack([], rejected=[(result.seq, result.cause)]), qos=1)
+            session.publish(self.topics.ack(result.who),
+                            encode_ack([], rejected=[(result.seq, result.cause)]))
 
-    def _on_status(self, client: Any, msg: Any) -> None:
+    def _on_status(self, msg: Publish, generation: int, recv_ms: int) -> None:
         try:
             who, _leaf = self.topics.parse(msg.topic)
             status = msg.payload.decode("ascii")
         except (WireError, UnicodeDecodeError):
             status = ""
-        if msg.qos > 0:
-            client.ack(msg.mid, msg.qos)
+        if msg.qos > 0 and self._session is not None:
+            self._session.ack(msg.mid, generation)
         if status not in ("online", "offline"):
             return
         for observe in self.status_observers:
             try:
-                observe(who, status, int(time.time() * 1000))
+                observe(who, status, recv_ms)
             except Exception:  # an observer bug must never stop delivery
                 log.exception("status observer failed")
 
@@ -258,14 +269,12 @@ class Collector:
                                  if isinstance(i.result, Accepted)), int(time.time() * 1000)))
         if not self.storage.write(lines):
             return  # stopping: nothing acked, the broker and the agents still hold it all
-        client = self._client
-        generation = self._generation
-        for d in self.queue.done(batch):  # includes resends that joined meanwhile
-            if d.qos > 0 and d.generation == generation:
-                client.ack(d.mid, d.qos)
+        session = self._session
+        assert session is not None
+        ack_deliveries(session, self.queue.done(batch))  # with resends that joined meanwhile
         for who in seqs.keys() | rejected.keys():
-            client.publish(self.topics.ack(who),
-                           encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)), qos=1)
+            session.publish(self.topics.ack(who),
+                            encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)))
         self.accepted_messages += sum(len(s) for s in seqs.values())
         for item in batch:
             if isinstance(item.result, Accepted):
@@ -274,6 +283,16 @@ class Collector:
                         observe(item.result.who, item.result.samples)
                     except Exception:  # an observer bug must never stop delivery
                         log.exception("sample observer failed")
+
+
+def ack_deliveries(session: DataSession, deliveries: list[Delivery]) -> None:
+    """PUBACK the QoS 1 messages, each on the connection it came on (per generation)."""
+    by_generation: dict[int, list[int]] = defaultdict(list)
+    for d in deliveries:
+        if d.qos:
+            by_generation[d.generation].append(d.mid)
+    for generation, mids in by_generation.items():
+        session.ack_many(mids, generation)
 
 
 def build_writer(config: CollectorConfig) -> PointWriter:

@@ -88,8 +88,12 @@ def make_client(settings: MqttSettings, client_id: str) -> Any:
 
 
 def protocol_refusal(settings: MqttSettings, reason: Any) -> str | None:
-    """The one line to print when the broker refused the protocol version, else None."""
-    if getattr(reason, "value", None) != UNSUPPORTED_PROTOCOL:
+    """The one line to print when the broker refused the protocol version, else None.
+
+    ``reason``: paho's ReasonCode or the code as an int.
+    """
+    code = reason if isinstance(reason, int) else getattr(reason, "value", None)
+    if code != UNSUPPORTED_PROTOCOL:
         return None
     other = "v311" if settings.protocol == "v5" else "v5"
     return (f"broker {settings.host}:{settings.port} does not speak "

@@ -1,0 +1,307 @@
+"""MQTT 5 and 3.1.1 packets as the collector's data session uses them: encode and decode.
+
+Only what a QoS 1 subscriber that also publishes QoS 1 acks needs: CONNECT/CONNACK,
+SUBSCRIBE/SUBACK, PUBLISH/PUBACK, PINGREQ/PINGRESP and DISCONNECT (OASIS MQTT 5.0 and 3.1.1,
+section numbers below).  Written for the collector's ingest path (issue 11): paho-mqtt reads
+every fixed header byte by byte, builds a ``Properties`` object per packet and wakes its
+thread per outgoing packet; a bare paho subscriber drains ~11,000 messages/s here, this codec
+fed by one ``recv`` of many packets ~76,000 (docs/benchmarks.md).  The agents keep paho: they
+send a message a minute.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final, NamedTuple
+
+# Fixed-header packet types (the high nibble of the first byte).
+CONNECT: Final = 0x10
+CONNACK: Final = 0x20
+PUBLISH: Final = 0x30
+PUBACK: Final = 0x40
+SUBSCRIBE: Final = 0x82  # with the reserved flags 0b0010 (3.8.1)
+SUBACK: Final = 0x90
+PINGREQ: Final = b"\xc0\x00"
+PINGRESP: Final = 0xD0
+DISCONNECT: Final = 0xE0
+
+# A broker never sends the collector more than the broker's own message size limit allows;
+# anything beyond this is a broken stream, not a message (the reader refuses it).
+MAX_PACKET_BYTES: Final = 32 * 1024 * 1024
+
+# MQTT 5 property identifiers (2.2.2.2) and how to skip or read each one.
+_BYTE, _U16, _U32, _VARINT, _STR, _BIN, _PAIR = range(7)
+_PROPERTY_TYPES: Final = {
+    0x01: _BYTE, 0x02: _U32, 0x03: _STR, 0x08: _STR, 0x09: _BIN, 0x0B: _VARINT, 0x11: _U32,
+    0x12: _STR, 0x13: _U16, 0x15: _STR, 0x16: _BIN, 0x17: _BYTE, 0x18: _U32, 0x19: _BYTE,
+    0x1A: _STR, 0x1C: _STR, 0x1F: _STR, 0x21: _U16, 0x22: _U16, 0x23: _U16, 0x24: _BYTE,
+    0x25: _BYTE, 0x26: _PAIR, 0x27: _U32, 0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
+}
+SESSION_EXPIRY: Final = 0x11
+RECEIVE_MAXIMUM: Final = 0x21
+REASON_STRING: Final = 0x1F
+
+
+class ProtocolError(Exception):
+    """The byte stream does not follow MQTT: the connection must be dropped."""
+
+
+class Publish(NamedTuple):
+    """A PUBLISH the broker delivered."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int  # 0 for QoS 0
+    retain: bool
+
+
+class ConnAck(NamedTuple):
+    """The broker's answer to CONNECT; ``reason`` 0 is success (v5 reason code or v3 code)."""
+
+    session_present: bool
+    reason: int
+    receive_maximum: int  # how many QoS 1 publishes we may have un-acked (65,535: no limit)
+    reason_string: str
+
+
+class SubAck(NamedTuple):
+    """The broker's answer to SUBSCRIBE: one code per filter, >= 0x80 is a refusal."""
+
+    mid: int
+    codes: tuple[int, ...]
+
+
+class PubAck(NamedTuple):
+    """The broker took one of our QoS 1 publishes."""
+
+    mid: int
+
+
+class PingResp(NamedTuple):
+    """The broker answered a PINGREQ."""
+
+
+class Disconnect(NamedTuple):
+    """The broker ends the connection (MQTT 5 only), with its reason."""
+
+    reason: int
+    reason_string: str
+
+
+Packet = Publish | ConnAck | SubAck | PubAck | PingResp | Disconnect
+
+
+def varint(n: int) -> bytes:
+    """A Variable Byte Integer (1.5.5)."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _str(text: str | bytes) -> bytes:
+    raw = text.encode() if isinstance(text, str) else text
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes((first,)) + varint(len(body)) + body
+
+
+def connect(client_id: str, *, v5: bool, keepalive: int, clean: bool,
+            username: str | None = None, password: str | None = None,
+            session_expiry: int = 0, receive_maximum: int | None = None) -> bytes:
+    """CONNECT (3.1): with v5, a session expiry and receive maximum as properties."""
+    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | (
+        0x40 if password is not None else 0)
+    head = _str("MQTT") + bytes((5 if v5 else 4, flags)) + struct.pack("!H", keepalive)
+    if v5:
+        props = b""
+        if session_expiry:
+            props += bytes((SESSION_EXPIRY,)) + struct.pack("!I", min(session_expiry, 2**32 - 1))
+        if receive_maximum is not None:
+            props += bytes((RECEIVE_MAXIMUM,)) + struct.pack("!H", receive_maximum)
+        head += varint(len(props)) + props
+    body = head + _str(client_id)
+    if username is not None:
+        body += _str(username)
+    if password is not None:
+        body += _str(password)
+    return _packet(CONNECT, body)
+
+
+def subscribe(mid: int, filters: list[str], qos: int, *, v5: bool) -> bytes:
+    """SUBSCRIBE (3.8) of every filter at ``qos`` in one packet."""
+    body = struct.pack("!H", mid) + (b"\x00" if v5 else b"")
+    body += b"".join(_str(f) + bytes((qos,)) for f in filters)
+    return _packet(SUBSCRIBE, body)
+
+
+def publish(topic: str, payload: bytes, mid: int, *, v5: bool, dup: bool = False) -> bytes:
+    """A QoS 1 PUBLISH (3.3), not retained."""
+    body = _str(topic) + struct.pack("!H", mid) + (b"\x00" if v5 else b"") + payload
+    return _packet(PUBLISH | 0x02 | (0x08 if dup else 0), body)
+
+
+def set_dup(packet: bytes) -> bytes:
+    """The same PUBLISH marked as a redelivery (3.3.1.1)."""
+    return bytes((packet[0] | 0x08,)) + packet[1:]
+
+
+def puback(mid: int) -> bytes:
+    """PUBACK (3.4): success; v5 allows the reason code to be left out (3.4.2.1)."""
+    return b"\x40\x02" + struct.pack("!H", mid)
+
+
+def disconnect(*, v5: bool, end_session: bool) -> bytes:
+    """DISCONNECT (3.14); with v5 and ``end_session``, Session Expiry 0 ends the session now."""
+    if v5 and end_session:
+        props = bytes((SESSION_EXPIRY,)) + b"\x00\x00\x00\x00"
+        return _packet(DISCONNECT, b"\x00" + varint(len(props)) + props)
+    return b"\xe0\x00"
+
+
+class PacketReader:
+    """Splits a received byte stream into packets; keeps an incomplete tail for the next feed."""
+
+    def __init__(self, *, v5: bool) -> None:
+        self.v5 = v5
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Every whole packet in what came so far; raises ProtocolError on a broken stream."""
+        buf = self._buf + data if self._buf else data
+        packets: list[Packet] = []
+        pos, size = 0, len(buf)
+        while pos + 2 <= size:
+            first = buf[pos]
+            length, shift, i = 0, 0, pos + 1
+            while True:
+                if i >= size:
+                    length = -1
+                    break
+                byte = buf[i]
+                length |= (byte & 0x7F) << shift
+                i += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    raise ProtocolError("remaining length longer than 4 bytes")
+            if length < 0:
+                break
+            if length > MAX_PACKET_BYTES:
+                raise ProtocolError(f"a packet of {length} bytes")
+            end = i + length
+            if end > size:
+                break
+            packets.append(self._decode(first, buf, i, end))
+            pos = end
+        self._buf = buf[pos:]
+        return packets
+
+    def _decode(self, first: int, buf: bytes, i: int, end: int) -> Packet:
+        kind = first & 0xF0
+        try:
+            if kind == PUBLISH:
+                return self._publish(first, buf, i, end)
+            if kind == PUBACK:
+                return PubAck((buf[i] << 8) | buf[i + 1])
+            if kind == SUBACK:
+                mid = (buf[i] << 8) | buf[i + 1]
+                start = self._skip_properties(buf, i + 2) if self.v5 else i + 2
+                return SubAck(mid, tuple(buf[start:end]))
+            if kind == CONNACK:
+                return self._connack(buf, i, end)
+            if kind == PINGRESP:
+                return PingResp()
+            if kind == DISCONNECT:
+                reason = buf[i] if end > i else 0
+                props = _properties(buf, i + 1, end) if end > i + 1 else {}
+                return Disconnect(reason, str(props.get(REASON_STRING, "")))
+        except (IndexError, UnicodeDecodeError, struct.error) as exc:
+            raise ProtocolError(f"malformed packet type {kind >> 4}: {exc}") from None
+        raise ProtocolError(f"unexpected packet type {kind >> 4}")
+
+    def _publish(self, first: int, buf: bytes, i: int, end: int) -> Publish:
+        qos = (first >> 1) & 3
+        topic_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
+        topic = buf[i + 2:topic_end].decode()
+        pos, mid = topic_end, 0
+        if qos:
+            mid = (buf[pos] << 8) | buf[pos + 1]
+            pos += 2
+        if self.v5:
+            pos = self._skip_properties(buf, pos)
+        if pos > end or qos > 1:
+            raise ProtocolError(f"malformed PUBLISH (QoS {qos})")
+        return Publish(topic, buf[pos:end], qos, mid, bool(first & 1))
+
+    @staticmethod
+    def _skip_properties(buf: bytes, pos: int) -> int:
+        length, shift = 0, 0
+        while True:
+            byte = buf[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return pos + length
+            shift += 7
+
+    def _connack(self, buf: bytes, i: int, end: int) -> ConnAck:
+        session_present, reason = bool(buf[i] & 1), buf[i + 1]
+        if not self.v5 or end == i + 2:
+            # A 3.1.1 broker answers a v5 CONNECT with its own two-byte CONNACK (code 1:
+            # unacceptable protocol version), which is what the NATS MQTT listener does.
+            return ConnAck(session_present, reason, 65_535, "")
+        props = _properties(buf, i + 2, end)
+        return ConnAck(session_present, reason, int(props.get(RECEIVE_MAXIMUM, 65_535)),
+                       str(props.get(REASON_STRING, "")))
+
+
+def _properties(buf: bytes, pos: int, end: int) -> dict[int, int | str | bytes]:
+    """A v5 property block (2.2.2) read into {identifier: value} (string pairs left out)."""
+    length, shift = 0, 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+    stop = min(pos + length, end)
+    out: dict[int, int | str | bytes] = {}
+    while pos < stop:
+        ident = buf[pos]
+        pos += 1
+        kind = _PROPERTY_TYPES.get(ident)
+        if kind is None:
+            raise ProtocolError(f"unknown property 0x{ident:02x}")
+        if kind == _BYTE:
+            out[ident], pos = buf[pos], pos + 1
+        elif kind == _U16:
+            out[ident], pos = (buf[pos] << 8) | buf[pos + 1], pos + 2
+        elif kind == _U32:
+            out[ident], pos = struct.unpack_from("!I", buf, pos)[0], pos + 4
+        elif kind == _VARINT:
+            value, shift = 0, 0
+            while True:
+                byte = buf[pos]
+                pos += 1
+                value |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+            out[ident] = value
+        else:
+            n = (buf[pos] << 8) | buf[pos + 1]
+            raw = buf[pos + 2:pos + 2 + n]
+            pos += 2 + n
+            if kind == _PAIR:  # a user property: skip its value too
+                pos += 2 + ((buf[pos] << 8) | buf[pos + 1])
+                continue
+            out[ident] = raw.decode() if kind == _STR else raw
+    return out
