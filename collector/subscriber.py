@@ -70,7 +70,9 @@ class Collector:
         max_age = config.write.max_sample_age
         self._window = TimeWindow(max_age_ms=int(max_age * 1000) if max_age else None)
         self.connected = threading.Event()
-        self.queue = InflightQueue(config.write.queue_messages, config.write.queue_bytes)
+        self.queue = InflightQueue(config.write.queue_messages, config.write.queue_bytes,
+                                   window=config.mqtt.receive_maximum
+                                   if config.mqtt.protocol == "v5" else None)
         # How long the data session's thread may wait for room in the queue (back-pressure on
         # the broker) before it lets a message go: well within the broker's 1.5 x keepalive,
         # as nothing is sent to the broker while that thread waits.
