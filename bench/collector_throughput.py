@@ -76,11 +76,26 @@ def count(url: str, db: str) -> int:
 
 
 def ceiling(url: str, points: int) -> float:
-    """Points/s of direct batched writes (the InfluxDB ceiling on this machine)."""
+    """Points/s of direct batched writes (the InfluxDB ceiling on this machine).
+
+    The very lines the collector writes for this bench's envelopes (its validate() of them,
+    untimed): the same six fields per point and one series per agent and interface, so the
+    ratio compares like with like (a three-field point costs InfluxDB ~15 % less).
+    """
+    from collector.validate import Accepted, validate
+
     create_db(url, "ceiling")
-    lines = [f"iface,district=d,school=s{i % 10000},agent=a{i % 10000},iface=eth0,role=wan "
-             f"rx_bps={i}.5,tx_bps=1.0,up=true {1_763_890_000_000 + i // 10000}"
-             for i in range(points)]
+    topics = Topics(PREFIX)
+    ts0 = recent_ms()
+    lines: list[str] = []
+    n = 0
+    while len(lines) < points:
+        who = AgentIdentity("d", f"s{n % 6000 // 30}", f"a{n % 6000}")
+        result = validate(topics, topics.data(who), envelope(who, n // 6000,
+                                                             ts0 + (n // 6000) * 1000))
+        assert isinstance(result, Accepted), result
+        lines.extend(result.lines)
+        n += 1
     batches = ["\n".join(lines[i:i + 5000]).encode() for i in range(0, points, 5000)]
     begun = time.perf_counter()
     for body in batches:
@@ -114,7 +129,7 @@ def small_row(rate: float, floor: float, stored: int, sent: int, load_avg: str) 
     """The small-message row of docs/benchmarks.md (bench/capacity_table.py reads it)."""
     return (f"| 1 collector process, small messages (1-5 samples, {SMALL_MESSAGES:,} envelopes "
             f"drained from a filled queue) | {rate:,.0f} messages/s ({rate / floor:.0%} of the "
-            f"bare subscriber); stored {stored:,} of {sent:,} samples; load average "
+            f"bare paho subscriber); stored {stored:,} of {sent:,} samples; load average "
             f"{load_avg} |")
 
 
@@ -317,24 +332,29 @@ def drain_rows(d: Path, env: dict[str, str], ref: float) -> list[str]:
     for protocol in ("v5", "v311"):
         # BENCH_PYSPY=out.txt: a py-spy profile of the collector's v5 drain (where time goes).
         profile = os.environ.get("BENCH_PYSPY") if protocol == "v5" else None
-        floor, coll = drain_both(d, env["INFLUXDB_URL"], SMALL_MESSAGES, small=True,
-                                 db=f"drain_{protocol}", protocol=protocol, profile=profile)
-        assert floor is not None
+        floor, coll, own = drain_both(d, env["INFLUXDB_URL"], SMALL_MESSAGES, small=True,
+                                      db=f"drain_{protocol}", protocol=protocol,
+                                      profile=profile)
+        assert floor is not None and own is not None
         now = load()
         print(f"small messages, {protocol}, drained: bare paho floor "
-              f"{floor.messages_per_s:,.0f} msg/s, collector {coll.messages_per_s:,.0f} msg/s "
-              f"({coll.messages_per_s / floor.messages_per_s:.0%} of the floor), stored "
+              f"{floor.messages_per_s:,.0f} msg/s, bare session floor "
+              f"{own.messages_per_s:,.0f} msg/s, collector {coll.messages_per_s:,.0f} msg/s "
+              f"({coll.messages_per_s / floor.messages_per_s:.0%} of the paho floor), stored "
               f"{coll.stored} of {coll.samples}, load {now}", flush=True)
         name = "MQTT v5" if protocol == "v5" else "MQTT 3.1.1"
         rows.append(f"| bare paho subscriber, {name}, small messages drained (PUBACK + one "
                     f"agent ack per message) | {floor.messages_per_s:,.0f} messages/s; load "
                     f"average {now} |")
+        rows.append(f"| bare subscriber on the collector's MQTT session "
+                    f"(collector/mqtt_session.py), {name}, the same drain | "
+                    f"{own.messages_per_s:,.0f} messages/s |")
         row = small_row(coll.messages_per_s, floor.messages_per_s, coll.stored, coll.samples,
                         now)
         # The v5 row is the collector's default connection: the one the capacity table reads.
         rows.append(row if protocol == "v5" else row.replace(
             "| 1 collector process, small", "| 1 collector process on MQTT 3.1.1, small"))
-    _, big = drain_both(d, env["INFLUXDB_URL"], BIG_MESSAGES, small=False, db="drain_big",
+    _, big, _ = drain_both(d, env["INFLUXDB_URL"], BIG_MESSAGES, small=False, db="drain_big",
                         floor=False)
     now = load()
     print(f"50-sample envelopes, drained: {big.samples_per_s:,.0f} samples/s "

@@ -3,10 +3,12 @@
 Publishers running beside the collector share its two cores and bound what it can show (they
 did: 713 messages/s for a bare subscriber).  Here the messages wait first: a Mosquitto of this
 bench (queues unbounded) keeps two persistent sessions subscribed to the data topics, one for
-the collector (in its share group) and one for the bare paho subscriber, the floor of the same
-stack; publishers fill both queues with the same messages and stop.  Then each subscriber
-connects alone, resumes its session and drains it; the rate is messages (and samples) from its
-connection until the last one is stored (collector) or acked (bare subscriber).
+the collector (in its share group), one for the bare paho subscriber (the floor issue 11 names)
+and one for a bare subscriber on the collector's own MQTT session (collector/mqtt_session.py:
+the floor of the collector's stack); publishers fill the three queues with the same messages
+and stop.  Then each subscriber connects alone, resumes its session and drains it; the rate is
+messages (and samples) from its connection until the last one is stored (collector) or acked
+(bare subscribers).
 
 Agent acks: the collector acks each agent once per write batch (a range of seqs); with
 thousands of agents a write batch holds about one message per agent, so it sends about one
@@ -36,6 +38,7 @@ PREFIX = "drain/v1"
 AGENTS = 6000  # distinct agents: a write batch holds about one message of each
 COLLECTOR_ID = "drain-collector"
 FLOOR_ID = "drain-floor"
+SESSION_FLOOR_ID = "drain-session-floor"
 SESSION_S = 3600
 
 
@@ -205,10 +208,61 @@ def _floor(port: int, expected: int, protocol: str, out: Any) -> None:
     client.loop_stop()
 
 
-def drain_floor(port: int, messages: int, samples: int, protocol: str = "v5") -> Drain:
-    """Time the bare subscriber's drain of its session."""
+class _AckEverything:
+    """The bare subscriber on the collector's own MQTT session: PUBACK and one agent ack."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.got = 0
+        self.session: Any = None
+        self.done = mp.Event()
+        self.begun = 0.0
+        self.seconds = 0.0
+
+    def on_connected(self, _generation: int, _session_present: bool) -> None:
+        self.begun = time.perf_counter()
+
+    def on_publishes(self, publishes: list[Any], generation: int) -> None:
+        for msg in publishes:
+            seq = orjson.loads(msg.payload)["seq"]
+            self.session.publish(msg.topic[:-4] + "ack", encode_ack([(seq, seq)]))
+        self.session.ack_many([m.mid for m in publishes], generation)
+        self.got += len(publishes)
+        if self.got >= self.expected and not self.done.is_set():
+            self.seconds = time.perf_counter() - self.begun
+            self.done.set()
+
+    def on_suback(self, _suback: object) -> None:
+        return
+
+    def on_disconnected(self, _reason: str) -> None:
+        return
+
+    def on_refused(self, line: str) -> None:
+        raise RuntimeError(line)
+
+
+def _session_floor(port: int, expected: int, protocol: str, out: Any) -> None:
+    from collector.mqtt_session import DataSession
+    from common.config import MqttSettings
+
+    handler = _AckEverything(expected)
+    settings = MqttSettings(host="127.0.0.1", port=port, protocol=protocol)  # type: ignore[arg-type]
+    session = DataSession(settings, SESSION_FLOOR_ID, handler, session_expiry_s=SESSION_S,
+                          receive_maximum=1000)
+    handler.session = session
+    session.start()
+    handler.done.wait(900)
+    out.put(handler.seconds)
+    session.stop()
+
+
+def drain_floor(port: int, messages: int, samples: int, protocol: str = "v5",
+                stack: str = "paho") -> Drain:
+    """Time a bare subscriber's drain of its session: paho, or the collector's own session."""
     out: Any = mp.Queue()
-    proc = mp.Process(target=_floor, args=(port, messages, protocol, out))
+    proc = mp.Process(target=_floor if stack == "paho" else _session_floor,
+                      args=(port, messages, protocol, out))
     proc.start()
     seconds = float(out.get(timeout=900))
     proc.join(60)
@@ -279,15 +333,17 @@ def drain_collector(d: Path, port: int, influx_url: str, db: str, *, messages: i
 def drain_both(d: Path, influx_url: str, messages: int, *, small: bool, db: str,
                protocol: str = "v5", floor: bool = True,
                write: dict[str, object] | None = None,
-               profile: str | None = None) -> tuple[Drain | None, Drain]:
-    """Fill the queues of both subscribers with the same messages; drain each alone."""
+               profile: str | None = None) -> tuple[Drain | None, Drain, Drain | None]:
+    """Fill the queues of the collector and both floors with the same messages; drain each.
+
+    Returns (bare paho floor, collector, bare subscriber on the collector's own session).
+    """
     broker, port = start_broker(d)
     try:
         topics = Topics(PREFIX)
-        prepare_session(port, COLLECTOR_ID, topics.data_filter(
-            share_group="collectors") if protocol == "v5" else topics.data_filter(), protocol)
-        if floor:
-            prepare_session(port, FLOOR_ID, topics.data_filter(share_group="floor")
+        floors = [FLOOR_ID, SESSION_FLOOR_ID] if floor else []
+        for client_id, group in ((COLLECTOR_ID, "collectors"), *((f, f) for f in floors)):
+            prepare_session(port, client_id, topics.data_filter(share_group=group)
                             if protocol == "v5" else topics.data_filter(), protocol)
         begun = time.perf_counter()
         samples = fill(port, messages, small, int(time.time() * 1000))
@@ -297,8 +353,11 @@ def drain_both(d: Path, influx_url: str, messages: int, *, small: bool, db: str,
         # backlog (which would add collector/late.py's journal points to every write).
         coll = drain_collector(d, port, influx_url, db, messages=messages, samples=samples,
                                protocol=protocol, write=write, profile=profile)
-        floor_run = drain_floor(port, messages, samples, protocol) if floor else None
-        return floor_run, coll
+        if not floor:
+            return None, coll, None
+        paho_floor = drain_floor(port, messages, samples, protocol)
+        session_floor = drain_floor(port, messages, samples, protocol, stack="session")
+        return paho_floor, coll, session_floor
     finally:
         broker.terminate()
         broker.wait(20)
@@ -320,10 +379,11 @@ def main() -> int:
         env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
         try:
             for protocol in protocols:
-                floor, coll = drain_both(d, env["INFLUXDB_URL"], messages, small=True,
-                                         db=f"small_{protocol}", protocol=protocol)
-                assert floor is not None
-                print(f"{protocol}: floor {floor.messages_per_s:,.0f} msg/s, collector "
+                floor, coll, own = drain_both(d, env["INFLUXDB_URL"], messages, small=True,
+                                              db=f"small_{protocol}", protocol=protocol)
+                assert floor is not None and own is not None
+                print(f"{protocol}: paho floor {floor.messages_per_s:,.0f} msg/s, session floor "
+                      f"{own.messages_per_s:,.0f} msg/s, collector "
                       f"{coll.messages_per_s:,.0f} msg/s, stored {coll.stored} of "
                       f"{coll.samples}", flush=True)
         finally:
