@@ -50,6 +50,12 @@ class Drain:
     samples: int
     seconds: float
     stored: int = 0  # samples InfluxDB holds afterwards (collector only)
+    cpu_seconds: float = 0.0  # the collector's user + system CPU time while draining
+
+    @property
+    def cores(self) -> float:
+        """How many cores the collector kept busy on average (1.0: one core, the GIL's bound)."""
+        return self.cpu_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def messages_per_s(self) -> float:
@@ -304,6 +310,7 @@ def drain_collector(d: Path, port: int, influx_url: str, db: str, *, messages: i
                 raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
             time.sleep(0.01)
         begun = time.perf_counter()
+        cpu_begun = _cpu_seconds(proc.pid)
         if profile:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
                                     str(proc.pid), "-t", "-f", "raw", "-o", profile, "-r",
@@ -315,6 +322,8 @@ def drain_collector(d: Path, port: int, influx_url: str, db: str, *, messages: i
             if stored != last_stored:
                 last_change, last_stored = time.perf_counter(), stored
         seconds = last_change - begun
+        # Idle since the last change (up to 20 s of polling): adds nothing to its CPU time.
+        cpu = _cpu_seconds(proc.pid) - cpu_begun
     finally:
         if spy is not None:
             spy.send_signal(2)
@@ -327,7 +336,13 @@ def drain_collector(d: Path, port: int, influx_url: str, db: str, *, messages: i
             proc.wait(10)
         if keep := os.environ.get("BENCH_KEEP_LOG"):
             Path(keep).write_bytes(log.read_bytes())
-    return Drain(messages, samples, seconds, stored)
+    return Drain(messages, samples, seconds, stored, cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drain_both(d: Path, influx_url: str, messages: int, *, small: bool, db: str,
@@ -383,7 +398,7 @@ def main() -> int:
                                               db=f"small_{protocol}", protocol=protocol)
                 assert floor is not None and own is not None
                 print(f"{protocol}: paho floor {floor.messages_per_s:,.0f} msg/s, session floor "
-                      f"{own.messages_per_s:,.0f} msg/s, collector "
+                      f"{own.messages_per_s:,.0f} msg/s, collector ({coll.cores:.2f} cores) "
                       f"{coll.messages_per_s:,.0f} msg/s, stored {coll.stored} of "
                       f"{coll.samples}", flush=True)
         finally:

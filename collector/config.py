@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from collector.alerts.settings import AlertSettings
 from collector.rules.settings import RulesSettings
@@ -37,8 +37,10 @@ class CollectorMqtt(MqttSettings):
     # cable) after 1.5 x keepalive and only then stops routing it messages.
     keepalive: Duration = Field(default=10.0, ge=2.0)
     # Un-acked messages in flight to this collector: messages wait for the batched write, so
-    # the window must hold a few batches' worth.
-    receive_maximum: int = Field(default=1000, ge=10, le=65535)
+    # the window must hold more than one batch (5,000 points are ~1,700 classroom envelopes)
+    # for the broker to keep sending while a batch is written.  1,000 capped one collector
+    # at one window per write: ~4,000 small messages/s (bench/ingest_drain.py, issue 11).
+    receive_maximum: int = Field(default=4000, ge=10, le=65535)
 
     def effective_client_id(self) -> str:
         """A stable id, unique among running collectors (it tags their reject points)."""
@@ -86,7 +88,7 @@ class WriteSettings(Strict):
     batch_points: int = Field(default=5000, ge=1, le=100_000)
     flush_interval: Duration = 0.5
     max_retry_delay: Duration = 30.0
-    queue_messages: int = Field(default=2000, ge=10)
+    queue_messages: int = Field(default=8000, ge=10)
     # Payload bytes received and not yet acked (queued or being written).  Past it, the
     # network thread waits briefly, then leaves messages to the agents' resend.  At least
     # the largest payload (256 KiB), so any one message always fits.
@@ -142,6 +144,17 @@ class CollectorConfig(Strict):
     policies: list[str] = []
     alerts: AlertSettings | None = None
     rules: RulesSettings = RulesSettings()
+
+    @model_validator(mode="after")
+    def _queue_holds_the_window(self) -> CollectorConfig:
+        # The broker may send receive_maximum messages before an ack; a smaller queue would
+        # shed the rest to the agents' resend on every busy second.
+        if self.mqtt.protocol == "v5" and self.write.queue_messages < self.mqtt.receive_maximum:
+            raise ValueError(
+                f"write.queue_messages: {self.write.queue_messages} is below "
+                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}), the messages the broker "
+                f"may send before an ack; raise it or lower mqtt.receive_maximum")
+        return self
 
 
 def load_collector_config(path: str | Path,

@@ -283,3 +283,20 @@ def test_two_probes_of_one_type_need_names(tmp_path: Path) -> None:
         load_agent_config(path)
     assert info.value.lines == [
         f"{path}: (top): duplicate probe name 'reach'; give each of them a 'name:'"]
+
+
+def test_collector_queue_must_hold_the_brokers_window(tmp_path: Path) -> None:
+    """A write queue smaller than the receive maximum would shed messages every busy second."""
+    from collector.config import load_collector_config
+
+    path = tmp_path / "collector.yaml"
+    path.write_text("storage: {kind: influxdb1, url: 'http://127.0.0.1:8086', database: x}\n"
+                    "mqtt: {receive_maximum: 500}\nwrite: {queue_messages: 400}\n")
+    with pytest.raises(ConfigError) as err:
+        load_collector_config(path)
+    assert err.value.lines == [
+        f"{path}: write.queue_messages: 400 is below mqtt.receive_maximum (500), the messages "
+        "the broker may send before an ack; raise it or lower mqtt.receive_maximum"]
+    path.write_text("storage: {kind: influxdb1, url: 'http://127.0.0.1:8086', database: x}\n"
+                    "mqtt: {receive_maximum: 500, protocol: v311}\nwrite: {queue_messages: 400}\n")
+    assert load_collector_config(path).write.queue_messages == 400  # 3.1.1: no such window
