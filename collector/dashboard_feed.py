@@ -8,8 +8,8 @@
   online/offline status an agent publishes (offline is its last will), so "agents offline" is
   exact rather than guessed from silence.
 
-Writes happen in the feed's own thread: a status observer runs in paho's network thread, which
-must never wait for InfluxDB (retries while storage is down would stop MQTT keepalives).
+Writes happen in the feed's own thread: a status observer runs in the data session's thread,
+which must never wait for InfluxDB (retries while storage is down would stop MQTT keepalives).
 """
 
 from __future__ import annotations
