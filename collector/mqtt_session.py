@@ -23,7 +23,6 @@ import contextlib
 import logging
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections import deque
@@ -31,28 +30,22 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from collector import mqtt_codec as codec
+from collector.mqtt_socket import (
+    RECV_BYTES,
+    REFUSALS,
+    V311_REFUSALS,
+    flush,
+    receive,
+    send,
+    tls_context,
+)
 from common.config import MqttSettings
 from common.mqtt import UNSUPPORTED_PROTOCOL, protocol_refusal
 
 log = logging.getLogger(__name__)
 
-RECV_BYTES: Final = 256 * 1024
-MAX_READ_PER_ROUND: Final = 4 * RECV_BYTES  # then hand over what came, and send
 CONNECT_TIMEOUT_S: Final = 10.0
 MIN_RETRY_S, MAX_RETRY_S = 1.0, 30.0
-
-# CONNACK codes that a retry will not change (v5 3.2.2.2; 3.1.1 codes 2-5).
-_REFUSALS: Final = {
-    0x80: "unspecified error", 0x81: "malformed packet", 0x82: "protocol error",
-    0x84: "unsupported protocol version", 0x85: "client id not valid",
-    0x86: "bad user name or password", 0x87: "not authorized", 0x88: "server unavailable",
-    0x89: "server busy", 0x8A: "banned", 0x8C: "bad authentication method",
-    0x95: "packet too large", 0x97: "quota exceeded",
-}
-_V311_REFUSALS: Final = {1: "unacceptable protocol version", 2: "client id rejected",
-                         3: "server unavailable", 4: "bad user name or password",
-                         5: "not authorized"}
-
 
 class SessionHandler(Protocol):
     """What the session tells its owner; called in the session's thread."""
@@ -209,7 +202,7 @@ class DataSession:
         if line is not None:
             self.handler.on_refused(line)
             return True
-        name = (_REFUSALS if self.v5 else _V311_REFUSALS).get(code, "refused")
+        name = (REFUSALS if self.v5 else V311_REFUSALS).get(code, "refused")
         detail = f": {connack.reason_string}" if connack.reason_string else ""
         log.error("broker refused the collector: %s (code 0x%02x)%s", name, code, detail)
         return False
@@ -220,7 +213,7 @@ class DataSession:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if s.tls is not None:
-                sock = _tls_context(s).wrap_socket(sock, server_hostname=s.host)
+                sock = tls_context(s).wrap_socket(sock, server_hostname=s.host)
             password = s.secret("password") if s.username else None
             sock.sendall(codec.connect(
                 self.client_id, v5=self.v5, keepalive=self.keepalive,
@@ -275,12 +268,12 @@ class DataSession:
                 if now - last_out >= self.keepalive and not pending:
                     pending = codec.PINGREQ
                 if stopping:
-                    _flush(sock, pending)
+                    flush(sock, pending)
                     return "stopped"
                 if now - last_in > 1.5 * self.keepalive:
                     return f"no packet from the broker for {1.5 * self.keepalive:.0f} s"
                 if pending:
-                    sent = _send(sock, pending)
+                    sent = send(sock, pending)
                     if sent:
                         pending, last_out = pending[sent:], now
                 if watching_writes != bool(pending):  # one epoll_ctl per change, not per loop
@@ -292,7 +285,7 @@ class DataSession:
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
                         continue
-                    data = _receive(sock)
+                    data = receive(sock)
                     if data is None:
                         return "the broker closed the connection"
                     if data:
@@ -348,54 +341,3 @@ class DataSession:
         if any(isinstance(p, codec.PubAck) for p in packets):
             self._wake()  # room in the broker's quota: queued publishes may go
         return ""
-
-
-def _tls_context(settings: MqttSettings) -> ssl.SSLContext:
-    tls = settings.tls
-    assert tls is not None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if tls.insecure_skip_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif tls.ca_file:
-        context.load_verify_locations(tls.ca_file)
-    else:
-        context.load_default_certs()
-    if tls.cert_file and tls.key_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    return context
-
-
-def _receive(sock: socket.socket) -> bytes | None:
-    """What is waiting (up to MAX_READ_PER_ROUND); None when the broker closed the stream."""
-    chunks: list[bytes] = []
-    total = 0
-    while total < MAX_READ_PER_ROUND:
-        try:
-            data = sock.recv(RECV_BYTES)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            break
-        if not data:
-            return b"".join(chunks) if chunks else None
-        chunks.append(data)
-        total += len(data)
-        # TLS may hold decrypted bytes that select() cannot see: read them now.
-        if len(data) < RECV_BYTES and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-            break
-    return b"".join(chunks)
-
-
-def _send(sock: socket.socket, data: bytes) -> int:
-    try:
-        return sock.send(data)
-    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-        return 0
-
-
-def _flush(sock: socket.socket, data: bytes) -> None:
-    """Send the last bytes (PUBACKs, DISCONNECT) before closing, for at most 2 s."""
-    try:
-        sock.settimeout(2.0)
-        sock.sendall(data)
-    except OSError:
-        pass
