@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -12,14 +13,14 @@ import orjson
 
 from collector.clocks import ClockBook
 from collector.measurements import REJECT
-from collector.storage.lineprotocol import format_line, identity_tags, sample_line
+from collector.storage.lineprotocol import format_line, line_maker
 from common.wire import (
     MAX_PAYLOAD_BYTES,
     AgentIdentity,
     Sample,
     Topics,
     WireError,
-    decode_envelope,
+    decode_batch,
 )
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ _HEAD_RE = re.compile(
 _HEAD_BYTES = 400
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """A valid batch: its points and the seq to acknowledge to the agent.
 
@@ -48,6 +49,24 @@ class Accepted:
     lines: list[str]
     samples: list[Sample]
     extra_lines: tuple[str, ...] = ()
+
+
+# A frozen dataclass's __init__ costs ~1 us through object.__setattr__; one is made per message
+# (issue 11), so validate fills the slots directly.
+_ACCEPTED_SLOTS: Final = tuple(Accepted.__dict__[n].__set__ for n in (
+    "who", "seq", "lines", "samples", "extra_lines"))
+
+
+def _accepted(who: AgentIdentity, seq: int, lines: list[str], samples: list[Sample],
+              extra: tuple[str, ...]) -> Accepted:
+    accepted: Accepted = object.__new__(Accepted)
+    set_who, set_seq, set_lines, set_samples, set_extra = _ACCEPTED_SLOTS
+    set_who(accepted, who)
+    set_seq(accepted, seq)
+    set_lines(accepted, lines)
+    set_samples(accepted, samples)
+    set_extra(accepted, extra)
+    return accepted
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,7 @@ def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | Non
         who, leaf = topics.parse(topic)
         if leaf != "data":
             raise WireError("topic", f"not a data topic: {leaf!r}")
-        env = decode_envelope(payload)
+        env, lines = decode_batch(payload, line_maker(who))
         if (env.district, env.school, env.agent) != (who.district, who.school, who.agent):
             raise WireError(
                 "identity",
@@ -93,14 +112,20 @@ def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | Non
     extra: tuple[str, ...] = ()
     if clocks is not None:
         fix = clocks.correct(who, env.sent_ms, recv_ms, samples)
+        if fix.samples is not samples:
+            lines = _restamped(lines, samples, fix.samples)
         samples, extra = fix.samples, fix.lines
     if recv_ms:  # after the correction: the window applies to the collector's clock
         outside = check_window(who, env.seq, samples, recv_ms, window or TimeWindow())
         if outside is not None:
             return outside
-    ident = identity_tags(who)
-    return Accepted(who, env.seq, [sample_line(s, who, ident) for s in samples], samples,
-                    extra)
+    return _accepted(who, env.seq, lines, samples, extra)
+
+
+def _restamped(lines: list[str], before: list[Sample], after: list[Sample]) -> list[str]:
+    """The lines with the corrected samples' timestamps (the last item of a line)."""
+    return [line if old.ts_ms == new.ts_ms else f"{line[:line.rindex(' ')]} {new.ts_ms}"
+            for line, old, new in zip(lines, before, after, strict=True)]
 
 
 # A few minutes ahead covers what clock correction leaves (transit, drift below RESYNC_MS).
@@ -129,11 +154,13 @@ def check_window(who: AgentIdentity, seq: int, samples: list[Sample], now_ms: in
     agent's ack (its spool would evict it anyway); a future one is not: the agent resends it,
     and by then a wrong clock's correction may be confirmed and the batch land.
     """
+    latest = now_ms + window.max_future_ms
+    earliest = -math.inf if window.max_age_ms is None else now_ms - window.max_age_ms
     for s in samples:
-        if s.ts_ms > now_ms + window.max_future_ms:
+        if s.ts_ms > latest:
             return Rejected("future", f"{s.kind}: ts_ms {s.ts_ms} is "
                             f"{(s.ts_ms - now_ms) // 1000} s ahead of the collector", who)
-        if window.max_age_ms is not None and s.ts_ms < now_ms - window.max_age_ms:
+        if s.ts_ms < earliest:
             return Rejected("too_old", f"{s.kind}: ts_ms {s.ts_ms} is "
                             f"{(now_ms - s.ts_ms) // 86_400_000} days old", who, seq)
     return None

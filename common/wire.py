@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 
-from common.kinds import KINDS, FieldType, declared
+from common.kinds import KINDS, Bounds, FieldType, declared
 
 VERSION: Final = 1
 DEFAULT_PREFIX: Final = "schoolmon/v1"
@@ -57,7 +58,7 @@ class WireError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One measurement at one time: an InfluxDB point without the agent identity tags."""
 
@@ -88,7 +89,7 @@ class Sample:
         return value if isinstance(value, str) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One batch of samples from one agent, as published on its data topic."""
 
@@ -99,6 +100,15 @@ class Envelope:
     sent_ms: int
     samples: list[Sample]
     v: int = VERSION
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__ (~0.8 us a sample,
+# issue 11); the decoder, whose values are all checked, fills the slots directly instead.
+_new = object.__new__
+_SAMPLE_SLOTS: Final = tuple(Sample.__dict__[n].__set__
+                             for n in ("kind", "ts_ms", "tags", "fields"))
+_ENVELOPE_SLOTS: Final = tuple(Envelope.__dict__[n].__set__ for n in (
+    "district", "school", "agent", "seq", "sent_ms", "samples", "v"))
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,8 @@ class Topics:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = prefix.strip("/")
         self._depth = len(self.prefix.split("/"))
+        # Every message of an agent names the same topic: parsed once (bounded, issue 11).
+        self._parsed: dict[str, tuple[AgentIdentity, str]] = {}
 
     def _agent(self, who: AgentIdentity) -> str:
         return f"{self.prefix}/{who.district}/{who.school}/{who.agent}"
@@ -147,6 +159,9 @@ class Topics:
 
     def parse(self, topic: str) -> tuple[AgentIdentity, str]:
         """Split a topic into (identity, leaf); raises WireError('topic') if it is not ours."""
+        parsed = self._parsed.get(topic)
+        if parsed is not None:
+            return parsed
         parts = topic.split("/")
         if len(parts) != self._depth + 4 or "/".join(parts[: self._depth]) != self.prefix:
             raise WireError("topic", f"not a schoolmon topic: {topic[:200]!r}")
@@ -154,7 +169,10 @@ class Topics:
         for value in (district, school, agent):
             if not ID_RE.fullmatch(value):
                 raise WireError("topic", f"bad id in topic: {value[:80]!r}")
-        return AgentIdentity(district, school, agent), leaf
+        parsed = AgentIdentity(district, school, agent), leaf
+        if len(self._parsed) < _MEMO_MAX:
+            self._parsed[topic] = parsed
+        return parsed
 
 
 def encode_samples(samples: list[Sample]) -> bytes:
@@ -189,11 +207,82 @@ def check_samples(samples: list[Sample]) -> None:
     if len(samples) > MAX_SAMPLES_PER_BATCH:
         raise WireError("too_many_samples", f"{len(samples)} > {MAX_SAMPLES_PER_BATCH}")
     for s in samples:
-        _check_sample(s.kind, s.ts_ms, s.tags, s.fields)
+        check_fields(_check_sample(s.kind, s.ts_ms, s.tags, s.fields), s.ts_ms, s.fields)
+
+
+T = TypeVar("T")
+TagItems = tuple[tuple[str, str], ...]
+# One field's rule, compiled from its kind's declaration (the contract stays in common/kinds.py
+# and the limits above): the values of each Python type it accepts, as cheap comparisons.
+# (name, floats in [flo, fhi], ints in [ilo, ihi], bools accepted, strs up to smax characters,
+#  declared type, bounds).  An empty range (flo > fhi, ilo > ihi, smax -1) accepts none; a
+# value not accepted goes to check_value, the one place that says why it is refused.
+FieldRule = tuple[str, float, float, int, int, bool, int, FieldType | None, Bounds | None]
+FieldPlan = tuple[FieldRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a sample's checks depend on besides its time and values: kind, tags, field names.
+
+    One object per shape seen (remembered, bounded): consumers may key their own memos on it.
+    """
+
+    kind: str
+    tags: TagItems
+    plan: FieldPlan  # in the order of the sample's fields
+
+
+# Checks one sample's field values against its shape's plan (raising WireError as check_value
+# does) and makes of the sample what its caller needs: nothing (check_fields), or its line.
+FieldsHook = Callable[[Shape, int, Mapping[str, FieldValue]], T]
 
 
 def decode_envelope(payload: bytes) -> Envelope:
     """Parse and check a data message; raises WireError only."""
+    return decode_batch(payload, check_fields)[0]
+
+
+def decode_batch(payload: bytes, fields_hook: FieldsHook[T]) -> tuple[Envelope, list[T]]:
+    """Parse and check a data message, and what ``fields_hook`` made of each sample.
+
+    ``fields_hook`` checks the field values (check_fields does only that): the collector's
+    formats each sample's line in the same pass (collector/storage/lineprotocol.py).
+    """
+    env: Envelope = _new(Envelope)
+    raw_samples = _decode_head(payload, env)
+    samples: list[Sample] = []
+    made: list[T] = []
+    raw: Any
+    kind: Any
+    ts_ms: Any
+    set_kind, set_ts, set_tags, set_fields = _SAMPLE_SLOTS
+    for raw in raw_samples:
+        if not isinstance(raw, dict):
+            raise WireError("schema", "sample is not an object")
+        kind, ts_ms = raw.get("kind"), raw.get("ts_ms")
+        tags, fields = raw.get("tags", {}), raw.get("fields")
+        if not isinstance(tags, dict) or not isinstance(fields, dict):
+            raise WireError("schema", "tags and fields must be objects")
+        try:
+            shape = _SHAPES.get((kind, tuple(tags.items()), tuple(fields)))
+        except TypeError:  # unhashable: refused by _check_sample
+            shape = None
+        if shape is None or type(ts_ms) is not int or not MIN_TS_MS <= ts_ms <= MAX_TS_MS:
+            shape = _check_sample(kind, ts_ms, tags, fields)
+        made.append(fields_hook(shape, ts_ms, fields))
+        sample: Sample = _new(Sample)
+        set_kind(sample, kind)
+        set_ts(sample, ts_ms)
+        set_tags(sample, tags)
+        set_fields(sample, fields)
+        samples.append(sample)
+    _ENVELOPE_SLOTS[5](env, samples)
+    return env, made
+
+
+def _decode_head(payload: bytes, env: Envelope) -> list[Any]:
+    """Check the envelope around the samples, fill ``env`` but its samples, return those."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
@@ -205,10 +294,12 @@ def decode_envelope(payload: bytes) -> Envelope:
     version = obj.get("v")
     if not isinstance(version, int) or isinstance(version, bool) or version != VERSION:
         raise WireError("version", f"v={str(obj.get('v'))[:20]!r}, expected {VERSION}")
-    ids = [obj.get(k) for k in ("district", "school", "agent")]
-    for key, value in zip(("district", "school", "agent"), ids, strict=True):
-        if not isinstance(value, str) or not ID_RE.fullmatch(value):
-            raise WireError("schema", f"{key} missing or not an id")
+    district, school, agent = obj.get("district"), obj.get("school"), obj.get("agent")
+    if not (type(district) is str and type(school) is str and type(agent) is str
+            and district in _IDS_PASSED and school in _IDS_PASSED and agent in _IDS_PASSED):
+        for key, value in (("district", district), ("school", school), ("agent", agent)):
+            if not _is_id(value):
+                raise WireError("schema", f"{key} missing or not an id")
     seq, sent_ms = obj.get("seq"), obj.get("sent_ms")
     if not (isinstance(seq, int) and isinstance(sent_ms, int)) or isinstance(seq, bool) \
             or isinstance(sent_ms, bool) or seq < 0 or sent_ms < 0:
@@ -218,24 +309,29 @@ def decode_envelope(payload: bytes) -> Envelope:
         raise WireError("schema", "samples is not a list")
     if len(raw_samples) > MAX_SAMPLES_PER_BATCH:
         raise WireError("too_many_samples", f"{len(raw_samples)} > {MAX_SAMPLES_PER_BATCH}")
-    samples = [_decode_sample(raw) for raw in raw_samples]
-    return Envelope(str(ids[0]), str(ids[1]), str(ids[2]), seq, sent_ms, samples)
+    set_district, set_school, set_agent, set_seq, set_sent, _, set_v = _ENVELOPE_SLOTS
+    set_district(env, district)
+    set_school(env, school)
+    set_agent(env, agent)
+    set_seq(env, seq)
+    set_sent(env, sent_ms)
+    set_v(env, version)
+    return raw_samples
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _decode_sample(raw: object) -> Sample:
-    if not isinstance(raw, dict):
-        raise WireError("schema", "sample is not an object")
-    kind, ts_ms = raw.get("kind"), raw.get("ts_ms")
-    tags, fields = raw.get("tags", {}), raw.get("fields")
-    if not isinstance(tags, dict) or not isinstance(fields, dict):
-        raise WireError("schema", "tags and fields must be objects")
-    _check_sample(kind, ts_ms, tags, fields)
-    return Sample(cast(str, kind), cast(int, ts_ms), cast(dict[str, str], tags),
-                  cast(dict[str, FieldValue], fields))
+def _is_id(value: object) -> bool:
+    """A district, school or agent id (those that passed are remembered: they repeat)."""
+    if type(value) is str and value in _IDS_PASSED:
+        return True
+    if not isinstance(value, str) or not ID_RE.fullmatch(value):
+        return False
+    if len(_IDS_PASSED) < _MEMO_MAX:
+        _IDS_PASSED.add(value)
+    return True
 
 
 # Timestamps InfluxDB accepts in ms precision and that are plausible for a monitoring sample.
@@ -244,69 +340,111 @@ MAX_TS_MS: Final = 4_102_444_800_000  # 2100-01-01
 
 
 def _check_sample(kind: object, ts_ms: object, tags: Mapping[Any, object],
-                  fields: Mapping[Any, object]) -> None:
+                  fields: Mapping[Any, object]) -> Shape:
+    """Everything but the field values (the caller's FieldsHook checks them): their Shape."""
     if not isinstance(kind, str) or kind not in KINDS:
         raise WireError("unknown_kind", f"kind {str(kind)[:40]!r}")
     if not _is_int(ts_ms) or not MIN_TS_MS <= ts_ms <= MAX_TS_MS:  # type: ignore[operator]
         raise WireError("bad_value", f"{kind}: ts_ms out of range")
+    tag_items, names = tuple(tags.items()), tuple(fields)
+    try:
+        shape = _SHAPES.get((kind, tag_items, names))
+    except TypeError:  # an unhashable tag value (a list): refused below
+        shape = None
+    if shape is not None:
+        return shape
     if len(tags) > MAX_TAGS_PER_SAMPLE or len(fields) > MAX_FIELDS_PER_SAMPLE:
         raise WireError("too_large", f"{kind}: too many tags or fields")
-    _check_tags(kind, tags)
+    _check_tags(kind, tag_items)
     if not fields:
         raise WireError("schema", f"{kind}: no fields")
-    for name, expected, bounds in _field_plan(kind, tuple(fields)):
-        value = fields[name]
-        _check_field_value(kind, name, value)
-        # A declared field of another type would make InfluxDB refuse the whole batch.
-        if expected is not None and _field_type(value) != expected:
-            raise WireError("bad_value", f"{kind}.{name}: must be a {expected}")
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
-            raise WireError("out_of_range", f"{kind}.{name}: outside [{bounds[0]:g}, "
-                                            f"{bounds[1]:g}]")
+    shape = Shape(kind, cast(TagItems, tag_items), field_plan(kind, names))
+    if len(_SHAPES) < _MEMO_MAX:
+        _SHAPES[(kind, tag_items, names)] = shape
+    return shape
 
 
-# The checks of a sample that depend only on its kind and its tags, or its kind and its field
-# names, repeat in every batch of an agent: remembered once passed (the collector's hottest
-# path, issue 11).  Bounded: a flood of new tag values only stops the remembering.
+# The checks of a sample that depend only on its kind, tags and field names repeat in every
+# batch of an agent: remembered once passed (the collector's hottest path, issue 11), with the
+# plan of each kind's field-name set.  Bounded: a flood of new tag values only stops the
+# remembering.  (Values, types, ranges and the time are checked every time.)
 _MEMO_MAX: Final = 65_536
-_TAGS_PASSED: set[tuple[str, tuple[tuple[object, object], ...]]] = set()
-_FIELD_PLANS: dict[tuple[str, tuple[object, ...]],
-                   list[tuple[str, FieldType | None, tuple[float, float] | None]]] = {}
+_SHAPES: dict[tuple[str, tuple[tuple[object, object], ...], tuple[object, ...]], Shape] = {}
+_IDS_PASSED: set[str] = set()
+_FIELD_PLANS: dict[tuple[str, tuple[object, ...]], FieldPlan] = {}
 
 
-def _check_tags(kind: str, tags: Mapping[Any, object]) -> None:
-    try:
-        key: tuple[str, tuple[tuple[object, object], ...]] | None = (kind, tuple(tags.items()))
-        if key in _TAGS_PASSED:
-            return
-    except TypeError:  # an unhashable value (a list): checked below, refused there
-        key = None
+def _check_tags(kind: str, tag_items: tuple[tuple[object, object], ...]) -> None:
     allowed = KINDS[kind].tags
-    for name, value in tags.items():
+    for name, value in tag_items:
         if not isinstance(name, str) or name not in allowed:
             raise WireError("bad_tag", f"{kind}: tag {str(name)[:40]!r} not allowed")
         if (not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE_LEN
                 or _BAD_TAG_CHARS.search(value)):
             raise WireError("bad_tag", f"{kind}: tag {name} must be a short printable string")
-    if key is not None and len(_TAGS_PASSED) < _MEMO_MAX:
-        _TAGS_PASSED.add(key)
 
 
-def _field_plan(kind: str, names: tuple[object, ...]
-                ) -> list[tuple[str, FieldType | None, tuple[float, float] | None]]:
-    """Each field name checked, with its declared type and bounds (remembered per kind)."""
+def field_plan(kind: str, names: tuple[object, ...]) -> FieldPlan:
+    """Each field name checked, with its rule (remembered per kind and names)."""
     plan = _FIELD_PLANS.get((kind, names))
     if plan is not None:
         return plan
     spec = KINDS[kind]
-    plan = []
     for name in names:
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise WireError("bad_field", f"{kind}: field name {str(name)[:40]!r}")
-        plan.append((name, spec.fields.get(name), spec.range_of(name)))
+    plan = tuple(_rule(cast(str, name), spec.fields.get(cast(str, name)),
+                       spec.range_of(cast(str, name))) for name in names)
     if len(_FIELD_PLANS) < _MEMO_MAX:
         _FIELD_PLANS[(kind, names)] = plan
     return plan
+
+
+_INT64: Final = (-(2**63), 2**63 - 1)
+_FINITE: Final = (-sys.float_info.max, sys.float_info.max)
+
+
+def _rule(name: str, expected: FieldType | None, bounds: Bounds | None) -> FieldRule:
+    """What check_value accepts for one field, per exact Python type (a subset is enough)."""
+    numbers = expected in (None, "number")
+    flo, fhi = (max(bounds[0], _FINITE[0]), min(bounds[1], _FINITE[1])) if bounds else _FINITE
+    ilo, ihi = _INT64
+    if bounds:  # an int is within [lo, hi] exactly when it is within [ceil(lo), floor(hi)]
+        ilo, ihi = max(ilo, math.ceil(flo)), min(ihi, math.floor(fhi))
+    if not numbers:
+        flo, fhi, ilo, ihi = math.inf, -math.inf, 1, 0
+    strings = MAX_STRING_FIELD_LEN if expected in (None, "string") else -1
+    return (name, flo, fhi, ilo, ihi, expected in (None, "bool"), strings, expected, bounds)
+
+
+def check_fields(shape: Shape, ts_ms: int, fields: Mapping[str, FieldValue]) -> None:
+    """Check a sample's field values against its shape's plan (fields in the plan's order)."""
+    for rule, value in zip(shape.plan, fields.values(), strict=True):
+        kind_of = type(value)
+        if kind_of is float:
+            if rule[1] <= value <= rule[2]:  # type: ignore[operator]
+                continue
+        elif kind_of is int:
+            if rule[3] <= value <= rule[4]:  # type: ignore[operator]
+                continue
+        elif kind_of is bool:
+            if rule[5]:
+                continue
+        elif kind_of is str and len(value) <= rule[6]:  # type: ignore[arg-type]
+            continue
+        check_value(shape.kind, rule, value)
+
+
+def check_value(kind: str, rule: FieldRule, value: object) -> None:
+    """Raise the WireError a field value deserves; returns when it is accepted after all."""
+    name, expected, bounds = rule[0], rule[7], rule[8]
+    _check_field_value(kind, name, value)
+    # A declared field of another type would make InfluxDB refuse the whole batch.
+    if expected is not None and _field_type(value) != expected:
+        raise WireError("bad_value", f"{kind}.{name}: must be a {expected}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
+        raise WireError("out_of_range", f"{kind}.{name}: outside [{bounds[0]:g}, "
+                                        f"{bounds[1]:g}]")
 
 
 def _field_type(value: object) -> FieldType:

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Final
 
-from common.wire import RESERVED_TAGS, AgentIdentity, FieldValue, Sample
+from common.wire import (
+    RESERVED_TAGS,
+    AgentIdentity,
+    FieldPlan,
+    FieldRule,
+    FieldsHook,
+    FieldValue,
+    Sample,
+    Shape,
+    TagItems,
+    check_value,
+)
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n"})
@@ -51,17 +64,26 @@ def format_line(measurement: str, tags: dict[str, str], fields: dict[str, FieldV
 
 
 def identity_tags(who: AgentIdentity) -> str:
-    """The agent's identity as a tag-set fragment, formatted once per envelope."""
-    return (f",agent={escape_key(who.agent)},district={escape_key(who.district)}"
-            f",school={escape_key(who.school)}")
+    """The agent's identity as a tag-set fragment (remembered per agent: it repeats)."""
+    ident = _IDENTS.get(who)
+    if ident is None:
+        ident = (f",agent={escape_key(who.agent)},district={escape_key(who.district)}"
+                 f",school={escape_key(who.school)}")
+        if len(_IDENTS) < _MEMO_MAX:
+            _IDENTS[who] = ident
+    return ident
 
 
-@lru_cache(maxsize=65536)
-def _head(kind: str, tags: tuple[tuple[str, str], ...]) -> str:
+def _head(kind: str, tags: TagItems) -> str:
     """Measurement and sample tags, formatted once per kind and tag set (they repeat)."""
-    tag_part = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in tags
-                       if v and k not in RESERVED_TAGS)  # the envelope's identity always wins
-    return kind.translate(_MEASUREMENT_ESCAPES) + tag_part
+    head = _HEADS.get((kind, tags))
+    if head is None:
+        tag_part = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in tags
+                           if v and k not in RESERVED_TAGS)  # the envelope's identity wins
+        head = kind.translate(_MEASUREMENT_ESCAPES) + tag_part
+        if len(_HEADS) < _MEMO_MAX:
+            _HEADS[(kind, tags)] = head
+    return head
 
 
 def sample_line(sample: Sample, who: AgentIdentity, identity: str | None = None) -> str:
@@ -74,3 +96,95 @@ def sample_line(sample: Sample, who: AgentIdentity, identity: str | None = None)
                            for k, v in sample.fields.items()])
     ident = identity if identity is not None else identity_tags(who)
     return f"{_head(sample.kind, tuple(sample.tags.items()))}{ident} {field_part} {sample.ts_ms}"
+
+
+def line_maker(who: AgentIdentity) -> FieldsHook[str]:
+    """The common.wire.decode_batch hook that checks a sample's fields and makes its line.
+
+    One pass per field both checks it (its rule's accepted values, else common.wire.check_value
+    raises the reject) and formats it: the collector's hottest loop (issue 11).
+    """
+    maker = _MAKERS.get(who)
+    if maker is None:
+        maker = _Lines(identity_tags(who)).checked_line
+        if len(_MAKERS) < _MEMO_MAX:
+            _MAKERS[who] = maker
+    return maker
+
+
+# A field's rule (common/wire.py) with its line-protocol text: (key=, floats accepted, ints
+# accepted and within 2**53, where repr(float(n)) is f"{n}.0", bool texts or None, longest str
+# accepted, rule).  Remembered per plan (wire's plans are remembered, and kept alive here).
+_LineRule = tuple[str, float, float, int, int, tuple[str, str] | None, int, FieldRule]
+_EXACT_INT: Final = 2**53
+_MEMO_MAX: Final = 65_536
+_IDENTS: dict[AgentIdentity, str] = {}
+_MAKERS: dict[AgentIdentity, FieldsHook[str]] = {}
+_HEADS: dict[tuple[str, TagItems], str] = {}
+_LINE_PLANS: dict[int, tuple[FieldPlan, tuple[_LineRule, ...]]] = {}
+# Per sample shape (common/wire.py, one object per shape, kept alive here): head and rules.
+_Compiled = tuple[Shape, str, tuple[_LineRule, ...]]
+_COMPILED: dict[int, _Compiled] = {}
+
+
+def _compile(shape: Shape) -> _Compiled:
+    compiled = (shape, _head(shape.kind, shape.tags), _line_plan(shape.plan))
+    if len(_COMPILED) < _MEMO_MAX:
+        _COMPILED[id(shape)] = compiled
+    return compiled
+
+
+def _line_plan(plan: FieldPlan) -> tuple[_LineRule, ...]:
+    known = _LINE_PLANS.get(id(plan))
+    if known is not None and known[0] is plan:
+        return known[1]
+    rules = []
+    for rule in plan:
+        name, flo, fhi, ilo, ihi, bools, smax = rule[:7]
+        key = escape_key(name) + "="
+        rules.append((key, flo, fhi, max(ilo, -_EXACT_INT), min(ihi, _EXACT_INT),
+                      (key + format_field(True), key + format_field(False)) if bools else None,
+                      smax, rule))
+    line_plan = tuple(rules)
+    if len(_LINE_PLANS) < _MEMO_MAX:
+        _LINE_PLANS[id(plan)] = (plan, line_plan)
+    return line_plan
+
+
+class _Lines:
+    """The lines of one agent's samples."""
+
+    __slots__ = ("ident",)
+
+    def __init__(self, ident: str) -> None:
+        self.ident = ident
+
+    def checked_line(self, shape: Shape, ts_ms: int, fields: Mapping[str, FieldValue]) -> str:
+        """The sample's line; raises WireError for a field value the contract refuses."""
+        compiled = _COMPILED.get(id(shape))
+        if compiled is None or compiled[0] is not shape:
+            compiled = _compile(shape)
+        _, head, rules = compiled
+        parts: list[str] = []
+        add = parts.append
+        for (key, flo, fhi, ilo, ihi, bools, smax, rule), value in zip(
+                rules, fields.values(), strict=True):
+            kind_of = type(value)
+            if kind_of is float:
+                if flo <= value <= fhi:  # type: ignore[operator]
+                    add(key + repr(value))
+                    continue
+            elif kind_of is int:
+                if ilo <= value <= ihi:  # type: ignore[operator]
+                    add(f"{key}{value}.0")
+                    continue
+            elif kind_of is bool:
+                if bools is not None:
+                    add(bools[0] if value else bools[1])
+                    continue
+            elif kind_of is str and len(value) <= smax:  # type: ignore[arg-type]
+                add(key + format_field(value))
+                continue
+            check_value(shape.kind, rule, value)  # raises, unless an int, float or str subclass
+            add(key + format_field(value))
+        return f"{head}{self.ident} {','.join(parts)} {ts_ms}"
