@@ -97,7 +97,7 @@ def validate(topics: Topics, topic: str, payload: bytes, clocks: ClockBook | Non
         if leaf != "data":
             raise WireError("topic", f"not a data topic: {leaf!r}")
         env, lines = decode_batch(payload, line_maker(who))
-        if (env.district, env.school, env.agent) != (who.district, who.school, who.agent):
+        if env.agent != who.agent or env.school != who.school or env.district != who.district:
             raise WireError(
                 "identity",
                 f"payload says {env.district}/{env.school}/{env.agent}, topic says "

@@ -221,11 +221,12 @@ FieldRule = tuple[str, float, float, int, int, bool, int, FieldType | None, Boun
 FieldPlan = tuple[FieldRule, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Shape:
     """What a sample's checks depend on besides its time and values: kind, tags, field names.
 
-    One object per shape seen (remembered, bounded): consumers may key their own memos on it.
+    One object per shape seen (remembered, bounded), compared and hashed by identity: consumers
+    key their own memos on it cheaply.
     """
 
     kind: str

@@ -122,15 +122,15 @@ _IDENTS: dict[AgentIdentity, str] = {}
 _MAKERS: dict[AgentIdentity, FieldsHook[str]] = {}
 _HEADS: dict[tuple[str, TagItems], str] = {}
 _LINE_PLANS: dict[int, tuple[FieldPlan, tuple[_LineRule, ...]]] = {}
-# Per sample shape (common/wire.py, one object per shape, kept alive here): head and rules.
-_Compiled = tuple[Shape, str, tuple[_LineRule, ...]]
-_COMPILED: dict[int, _Compiled] = {}
+# Per sample shape (common/wire.py: one object per shape, hashed by identity): head and rules.
+_Compiled = tuple[str, tuple[_LineRule, ...]]
+_COMPILED: dict[Shape, _Compiled] = {}
 
 
 def _compile(shape: Shape) -> _Compiled:
-    compiled = (shape, _head(shape.kind, shape.tags), _line_plan(shape.plan))
+    compiled = (_head(shape.kind, shape.tags), _line_plan(shape.plan))
     if len(_COMPILED) < _MEMO_MAX:
-        _COMPILED[id(shape)] = compiled
+        _COMPILED[shape] = compiled
     return compiled
 
 
@@ -161,10 +161,8 @@ class _Lines:
 
     def checked_line(self, shape: Shape, ts_ms: int, fields: Mapping[str, FieldValue]) -> str:
         """The sample's line; raises WireError for a field value the contract refuses."""
-        compiled = _COMPILED.get(id(shape))
-        if compiled is None or compiled[0] is not shape:
-            compiled = _compile(shape)
-        _, head, rules = compiled
+        compiled = _COMPILED.get(shape)
+        head, rules = compiled if compiled is not None else _compile(shape)
         parts: list[str] = []
         add = parts.append
         for (key, flo, fhi, ilo, ihi, bools, smax, rule), value in zip(
