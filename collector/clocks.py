@@ -69,6 +69,9 @@ class Correction(NamedTuple):
     lines: tuple[str, ...] = ()
 
 
+_new_tuple = tuple.__new__
+
+
 @dataclass
 class _AgentClock:
     who: AgentIdentity
@@ -115,7 +118,9 @@ class ClockBook:
             changed = self._observe(agent, recv_ms - sent_ms, recv_ms)
             if agent.applied_ms == 0:
                 if not changed and abs(agent.window[0][1]) * 2 < self._tolerance_ms:
-                    return Correction(samples)  # a right clock: _point's quiet case, inline
+                    # A right clock: _point's quiet case, inline; built without the
+                    # NamedTuple's Python __new__ (every message).
+                    return _new_tuple(Correction, (samples, ()))
                 return Correction(samples, self._point(agent, recv_ms, changed))
             return Correction(self._shift(agent, samples), self._point(agent, recv_ms, changed))
 
@@ -134,12 +139,13 @@ class ClockBook:
         window.append((recv_ms, delta))
         while window[0][0] < recv_ms - self._window_ms or len(window) > MAX_WINDOW:
             window.popleft()
-        estimate = agent.estimate()
+        estimate = window[0][1]  # agent.estimate(), without the call (every message)
+        applied = agent.applied_ms
         target = estimate
         if abs(estimate) <= self._tolerance_ms and not (
-                agent.applied_ms != 0 and abs(estimate) * 2 >= self._tolerance_ms):
+                applied != 0 and abs(estimate) * 2 >= self._tolerance_ms):
             target = 0
-        if abs(target - agent.applied_ms) <= RESYNC_MS:
+        if abs(target - applied) <= RESYNC_MS:
             agent.candidate_ms = None
             return False
         # Toward no correction at once: a smaller delta is proof (transit is never negative)
