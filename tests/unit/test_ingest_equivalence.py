@@ -22,8 +22,10 @@ import pytest
 
 from collector.clocks import ClockBook
 from collector.config import ClockSettings
+from collector.storage import lineprotocol
 from collector.storage.lineprotocol import sample_line
 from collector.validate import Accepted, Rejected, TimeWindow, validate
+from common import wire
 from common.kinds import KINDS
 from common.wire import (
     MAX_FIELDS_PER_SAMPLE,
@@ -307,3 +309,23 @@ def test_check_samples_same_cause_for_any_python_value(value: object, name: str)
     except WireError as exc:
         got = exc.cause
     assert got == expected
+
+
+def test_full_memos_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every memo full (a flood of new shapes), lines and causes are still the same."""
+    for module, names in ((wire, ("_SHAPES", "_FIELD_PLANS", "_IDS_PASSED")),
+                          (lineprotocol, ("_IDENTS", "_MAKERS", "_HEADS", "_LINE_PLANS",
+                                          "_COMPILED"))):
+        monkeypatch.setattr(module, "_MEMO_MAX", 0)
+        for name in names:
+            monkeypatch.setattr(module, name, type(getattr(module, name))())
+    topics = Topics("schoolmon/v1")  # its parsed-topic memo is empty, and stays so
+    rng = random.Random(99)
+    for seq in range(200):
+        raws = [random_sample(rng, broken=rng.random() < 0.5) for _ in range(2)]
+        payload = as_payload(raws, seq)
+        result = validate(topics, topics.data(WHO), payload)
+        got = result.cause if isinstance(result, Rejected) else result.lines
+        assert got == reference_validate(orjson.loads(payload)["samples"])
+    assert not wire._SHAPES and not lineprotocol._COMPILED
+    assert not topics._parsed
