@@ -329,3 +329,17 @@ def test_full_memos_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
         assert got == reference_validate(orjson.loads(payload)["samples"])
     assert not wire._SHAPES and not lineprotocol._COMPILED
     assert not topics._parsed
+
+
+def test_corrected_samples_lines_carry_the_corrected_time() -> None:
+    """An agent whose clock is corrected: each line is its corrected sample's line."""
+    clocks = ClockBook(ClockSettings())
+    offset = 3 * 86_400_000
+    clocks.restore(WHO, offset, TS)
+    rng = random.Random(5)
+    raws = [random_sample(rng, broken=False) for _ in range(4)]
+    result = validate(TOPICS, TOPICS.data(WHO), as_payload(raws, 1), clocks, TS + offset,
+                      window=TimeWindow(max_age_ms=None, max_future_ms=10**13))
+    assert isinstance(result, Accepted)
+    assert [s.ts_ms for s in result.samples] == [r["ts_ms"] + offset for r in raws]
+    assert result.lines == [reference_line(s, WHO) for s in result.samples]
