@@ -210,7 +210,7 @@ def check_samples(samples: list[Sample]) -> None:
         check_fields(_check_sample(s.kind, s.ts_ms, s.tags, s.fields), s.ts_ms, s.fields)
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 TagItems = tuple[tuple[str, str], ...]
 # One field's rule, compiled from its kind's declaration (the contract stays in common/kinds.py
 # and the limits above): the values of each Python type it accepts, as cheap comparisons.
@@ -236,7 +236,7 @@ class Shape:
 
 # Checks one sample's field values against its shape's plan (raising WireError as check_value
 # does) and makes of the sample what its caller needs: nothing (check_fields), or its line.
-FieldsHook = Callable[[Shape, int, Mapping[str, FieldValue]], T]
+FieldsHook = Callable[[Shape, int, Mapping[str, FieldValue]], _T]
 
 
 def decode_envelope(payload: bytes) -> Envelope:
@@ -244,7 +244,7 @@ def decode_envelope(payload: bytes) -> Envelope:
     return decode_batch(payload, check_fields)[0]
 
 
-def decode_batch(payload: bytes, fields_hook: FieldsHook[T]) -> tuple[Envelope, list[T]]:
+def decode_batch(payload: bytes, fields_hook: FieldsHook[_T]) -> tuple[Envelope, list[_T]]:
     """Parse and check a data message, and what ``fields_hook`` made of each sample.
 
     ``fields_hook`` checks the field values (check_fields does only that): the collector's
@@ -253,7 +253,7 @@ def decode_batch(payload: bytes, fields_hook: FieldsHook[T]) -> tuple[Envelope, 
     env: Envelope = _new(Envelope)
     raw_samples = _decode_head(payload, env)
     samples: list[Sample] = []
-    made: list[T] = []
+    made: list[_T] = []
     raw: Any
     kind: Any
     ts_ms: Any
