@@ -208,100 +208,133 @@ class PacketReader:
         try:
             if kind == PUBLISH:
                 return self._publish(first, buf, i, end)
+            # The rare packets are read from their own bytes: a field that runs past them is
+            # an IndexError here, never a byte of the next packet.
+            body = buf[i:end]
             if kind == PUBACK:
-                return PubAck((buf[i] << 8) | buf[i + 1])
+                if len(body) < 2:
+                    raise ProtocolError("PUBACK without a packet id")
+                return PubAck((body[0] << 8) | body[1])
             if kind == SUBACK:
-                mid = (buf[i] << 8) | buf[i + 1]
-                start = self._skip_properties(buf, i + 2) if self.v5 else i + 2
-                return SubAck(mid, tuple(buf[start:end]))
+                start = _properties_end(body, 2) if self.v5 else 2
+                if start > len(body) - 1:  # at least one code (3.9.3)
+                    raise ProtocolError("SUBACK without a return code")
+                if self.v5:
+                    _properties(body, 2)
+                return SubAck((body[0] << 8) | body[1], tuple(body[start:]))
             if kind == CONNACK:
-                return self._connack(buf, i, end)
+                return self._connack(body)
             if kind == PINGRESP:
                 return PingResp()
             if kind == DISCONNECT:
-                reason = buf[i] if end > i else 0
-                props = _properties(buf, i + 1, end) if end > i + 1 else {}
-                return Disconnect(reason, str(props.get(REASON_STRING, "")))
+                props = _properties(body, 1) if len(body) > 1 else {}
+                return Disconnect(body[0] if body else 0, str(props.get(REASON_STRING, "")))
         except (IndexError, UnicodeDecodeError, struct.error) as exc:
             raise ProtocolError(f"malformed packet type {kind >> 4}: {exc}") from None
         raise ProtocolError(f"unexpected packet type {kind >> 4}")
 
     def _publish(self, first: int, buf: bytes, i: int, end: int) -> Publish:
         qos = (first >> 1) & 3
-        topic_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
-        topic = buf[i + 2:topic_end].decode()
-        pos, mid = topic_end, 0
-        if qos:
-            mid = (buf[pos] << 8) | buf[pos + 1]
-            pos += 2
-        if self.v5:
-            pos = self._skip_properties(buf, pos)
-        if pos > end or qos > 1:
+        if qos > 1 or i + 2 > end:
             raise ProtocolError(f"malformed PUBLISH (QoS {qos})")
+        topic_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
+        pos = topic_end + (2 if qos else 0)
+        if pos > end:
+            raise ProtocolError("PUBLISH topic runs past the packet")
+        topic = buf[i + 2:topic_end].decode()
+        mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
+        if self.v5:
+            if pos >= end:
+                raise ProtocolError("PUBLISH without its property length")
+            if buf[pos] == 0:  # no properties: what brokers forward for our agents
+                pos += 1
+            else:  # read them, so a broken block is a protocol error, not a silent skip
+                body = buf[pos:end]
+                pos += _properties_end(body, 0)
+                _properties(body, 0)
+            if pos > end:
+                raise ProtocolError("PUBLISH properties run past the packet")
         return Publish(topic, buf[pos:end], qos, mid, bool(first & 1))
 
-    @staticmethod
-    def _skip_properties(buf: bytes, pos: int) -> int:
-        length, shift = 0, 0
-        while True:
-            byte = buf[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return pos + length
-            shift += 7
-
-    def _connack(self, buf: bytes, i: int, end: int) -> ConnAck:
-        session_present, reason = bool(buf[i] & 1), buf[i + 1]
-        if not self.v5 or end == i + 2:
+    def _connack(self, body: bytes) -> ConnAck:
+        if len(body) < 2:
+            raise ProtocolError("CONNACK shorter than 2 bytes")
+        session_present, reason = bool(body[0] & 1), body[1]
+        if not self.v5 or len(body) == 2:
             # A 3.1.1 broker answers a v5 CONNECT with its own two-byte CONNACK (code 1:
             # unacceptable protocol version), which is what the NATS MQTT listener does.
             return ConnAck(session_present, reason, 65_535, "")
-        props = _properties(buf, i + 2, end)
-        return ConnAck(session_present, reason, int(props.get(RECEIVE_MAXIMUM, 65_535)),
+        props = _properties(body, 2)
+        receive_maximum = int(props.get(RECEIVE_MAXIMUM, 65_535))
+        if receive_maximum == 0:  # 3.2.2.3.3: a protocol error (we could never publish)
+            raise ProtocolError("CONNACK with receive maximum 0")
+        return ConnAck(session_present, reason, receive_maximum,
                        str(props.get(REASON_STRING, "")))
 
 
-def _properties(buf: bytes, pos: int, end: int) -> dict[int, int | str | bytes]:
-    """A v5 property block (2.2.2) read into {identifier: value} (string pairs left out)."""
+def _properties_end(body: bytes, pos: int) -> int:
+    """Where a v5 property block that starts at ``pos`` ends; ProtocolError past the body."""
     length, shift = 0, 0
     while True:
-        byte = buf[pos]
+        byte = body[pos]
         pos += 1
         length |= (byte & 0x7F) << shift
         if not byte & 0x80:
             break
         shift += 7
-    stop = min(pos + length, end)
+        if shift > 21:
+            raise ProtocolError("property length longer than 4 bytes")
+    if pos + length > len(body):
+        raise ProtocolError("properties run past the packet")
+    return pos + length
+
+
+def _properties(body: bytes, pos: int) -> dict[int, int | str | bytes]:
+    """A v5 property block (2.2.2) read into {identifier: value} (user properties left out)."""
+    stop = _properties_end(body, pos)
+    while body[pos] & 0x80:  # step over the block's length
+        pos += 1
+    pos += 1
     out: dict[int, int | str | bytes] = {}
     while pos < stop:
-        ident = buf[pos]
-        pos += 1
+        ident = body[pos]
         kind = _PROPERTY_TYPES.get(ident)
         if kind is None:
             raise ProtocolError(f"unknown property 0x{ident:02x}")
-        if kind == _BYTE:
-            out[ident], pos = buf[pos], pos + 1
-        elif kind == _U16:
-            out[ident], pos = (buf[pos] << 8) | buf[pos + 1], pos + 2
-        elif kind == _U32:
-            out[ident], pos = struct.unpack_from("!I", buf, pos)[0], pos + 4
-        elif kind == _VARINT:
-            value, shift = 0, 0
-            while True:
-                byte = buf[pos]
-                pos += 1
-                value |= (byte & 0x7F) << shift
-                if not byte & 0x80:
-                    break
-                shift += 7
+        pos, value = _property_value(body, pos + 1, kind)
+        if pos > stop:
+            raise ProtocolError(f"property 0x{ident:02x} runs past its block")
+        if value is not None:
             out[ident] = value
-        else:
-            n = (buf[pos] << 8) | buf[pos + 1]
-            raw = buf[pos + 2:pos + 2 + n]
-            pos += 2 + n
-            if kind == _PAIR:  # a user property: skip its value too
-                pos += 2 + ((buf[pos] << 8) | buf[pos + 1])
-                continue
-            out[ident] = raw.decode() if kind == _STR else raw
     return out
+
+
+def _property_value(body: bytes, pos: int, kind: int) -> tuple[int, int | str | bytes | None]:
+    """One property's value at ``pos``: (where the next property starts, value)."""
+    if kind == _BYTE:
+        return pos + 1, body[pos]
+    if kind == _U16:
+        return pos + 2, (body[pos] << 8) | body[pos + 1]
+    if kind == _U32:
+        return pos + 4, struct.unpack_from("!I", body, pos)[0]
+    if kind == _VARINT:
+        value, shift = 0, 0
+        while True:
+            byte = body[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return pos, value
+            shift += 7
+            if shift > 21:
+                raise ProtocolError("property varint longer than 4 bytes")
+    n = (body[pos] << 8) | body[pos + 1]
+    raw, pos = body[pos + 2:pos + 2 + n], pos + 2 + n
+    if len(raw) != n:
+        raise ProtocolError("property string runs past the packet")
+    if kind == _PAIR:  # a user property: its value follows, and is not kept
+        m = (body[pos] << 8) | body[pos + 1]
+        if pos + 2 + m > len(body):
+            raise ProtocolError("user property runs past the packet")
+        return pos + 2 + m, None
+    return pos, raw.decode() if kind == _STR else raw

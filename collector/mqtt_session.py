@@ -242,22 +242,15 @@ class DataSession:
     def _serve(self, sock: socket.socket, connack: codec.ConnAck,
                early: list[codec.Packet]) -> str:
         """Exchange packets until the connection ends; returns why it ended."""
-        with self._lock:
-            self._generation += 1
-            generation = self._generation
-            self._outgoing.clear()
-            self._send_quota = connack.receive_maximum
-            # Publishes that were in flight go again; marked DUP when the session is resumed.
-            out = [codec.set_dup(p) if connack.session_present else p
-                   for p in self._inflight.values()]
+        generation, pending = self._begin(connack)
         self.handler.on_connected(generation, connack.session_present)
         sock.setblocking(False)
         selector = selectors.DefaultSelector()
         selector.register(sock, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
-        pending = b"".join(out)
         watching_writes = False
         last_in = last_out = self._clock()
+        stalled_since: float | None = None  # since when the socket takes none of our bytes
         try:
             if early and (reason := self._dispatch(early, generation)):
                 return reason
@@ -272,15 +265,21 @@ class DataSession:
                     return "stopped"
                 if now - last_in > 1.5 * self.keepalive:
                     return f"no packet from the broker for {1.5 * self.keepalive:.0f} s"
+                if stalled_since is not None and now - stalled_since > 1.5 * self.keepalive:
+                    return f"the broker has read nothing from us for {1.5 * self.keepalive:.0f} s"
                 if pending:
                     sent = send(sock, pending)
                     if sent:
-                        pending, last_out = pending[sent:], now
+                        pending, last_out, stalled_since = pending[sent:], now, None
+                    elif stalled_since is None:
+                        stalled_since = now
                 if watching_writes != bool(pending):  # one epoll_ctl per change, not per loop
                     watching_writes = bool(pending)
                     selector.modify(sock, selectors.EVENT_READ | (
                         selectors.EVENT_WRITE if watching_writes else 0))
-                wait = max(0.0, min(self.keepalive - (now - last_out), 1.0))
+                # With bytes waiting, select() wakes when the socket takes more (no spin
+                # while the broker's window is shut); else at the next PINGREQ, within 1 s.
+                wait = 1.0 if pending else max(0.0, min(self.keepalive - (now - last_out), 1.0))
                 for key, _mask in selector.select(wait):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
@@ -298,6 +297,17 @@ class DataSession:
             return f"{type(exc).__name__}: {exc}"
         finally:
             selector.close()
+
+    def _begin(self, connack: codec.ConnAck) -> tuple[int, bytes]:
+        """A new connection's generation, and the publishes that were in flight, to resend."""
+        with self._lock:
+            self._generation += 1
+            self._outgoing.clear()  # PUBACKs and SUBSCRIBEs of the old connection
+            self._send_quota = connack.receive_maximum
+            # Marked DUP when the session is resumed (3.3.1.1).
+            return self._generation, b"".join(
+                codec.set_dup(p) if connack.session_present else p
+                for p in self._inflight.values())
 
     def _drain_wake(self) -> None:
         with self._lock:
