@@ -294,9 +294,10 @@ def drain_collector(d: Path, port: int, influx_url: str, db: str, *, messages: i
                     samples: int, protocol: str = "v5", write: dict[str, object] | None = None,
                     profile: str | None = None) -> Drain:
     """Start ``schoolmon collector run`` on the filled session; time it until all is stored."""
-    from bench.collector_throughput import count, create_db
+    from bench.collector_throughput import create_db, points_written, wait_stored
 
     create_db(influx_url, db)
+    base = points_written(influx_url)
     log = d / f"drain-{db}.log"
     with log.open("wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "schoolmon", "collector", "run", "-c",
@@ -315,14 +316,8 @@ def drain_collector(d: Path, port: int, influx_url: str, db: str, *, messages: i
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
                                     str(proc.pid), "-t", "-f", "raw", "-o", profile, "-r",
                                     "200"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stored, last_change, last_stored = 0, begun, -1
-        while stored < samples and time.perf_counter() - last_change < 20:
-            time.sleep(0.2)
-            stored = count(influx_url, db)
-            if stored != last_stored:
-                last_change, last_stored = time.perf_counter(), stored
-        seconds = last_change - begun
-        # Idle since the last change (up to 20 s of polling): adds nothing to its CPU time.
+        seconds, stored = wait_stored(influx_url, db, samples, begun, base)
+        # Idle since the last point (up to 20 s of polling): adds nothing to its CPU time.
         cpu = _cpu_seconds(proc.pid) - cpu_begun
     finally:
         if spy is not None:
