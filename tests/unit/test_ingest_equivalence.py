@@ -24,7 +24,7 @@ from collector.clocks import ClockBook
 from collector.config import ClockSettings
 from collector.storage import lineprotocol
 from collector.storage.lineprotocol import sample_line
-from collector.validate import Accepted, Rejected, TimeWindow, validate
+from collector.validate import Accepted, Rejected, TimeWindow, check_window, validate
 from common import wire
 from common.kinds import KINDS
 from common.wire import (
@@ -343,3 +343,23 @@ def test_corrected_samples_lines_carry_the_corrected_time() -> None:
     assert isinstance(result, Accepted)
     assert [s.ts_ms for s in result.samples] == [r["ts_ms"] + offset for r in raws]
     assert result.lines == [reference_line(s, WHO) for s in result.samples]
+
+
+@pytest.mark.parametrize(("offsets", "max_age", "cause"), [
+    ((0, 300_000), 1000, None),  # exactly max_future ahead: in
+    ((0, 300_001), 1000, "future"),
+    ((-1000, 0), 1000, None),  # exactly max_age old: in
+    ((0, -1001), 1000, "too_old"),
+    ((-10**12, 0), None, None),  # no bound into the past
+    ((-1001, 300_001), 1000, "too_old"),  # the first sample out of the window names the cause
+    ((300_001, -1001), 1000, "future"),
+])
+def test_time_window_edges(offsets: tuple[int, ...], max_age: int | None,
+                           cause: str | None) -> None:
+    """check_window: inclusive edges, the first offending sample's cause, seq only if old."""
+    now = TS + 10**12
+    samples = [Sample("host", now + o, {}, {"uptime_s": 1}) for o in offsets]
+    got = check_window(WHO, 9, samples, now, TimeWindow(max_age_ms=max_age))
+    assert (got.cause if got else None) == cause
+    if got is not None:
+        assert got.seq == (9 if cause == "too_old" else None)
