@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from collector.alerts.settings import AlertSettings
 from collector.rules.settings import RulesSettings
+from collector.storage import MAX_CONCURRENT_WRITES
 from common.config import (
     Duration,
     DurationOrZero,
@@ -87,6 +88,9 @@ class WriteSettings(Strict):
 
     batch_points: int = Field(default=5000, ge=1, le=100_000)
     flush_interval: Duration = 0.5
+    # Batches written at once: InfluxDB stores one (on its own cores) while the collector
+    # assembles and sends the next; with one, each waited for the other (bench/ingest_drain.py).
+    writers: int = Field(default=2, ge=1, le=MAX_CONCURRENT_WRITES - 1)
     max_retry_delay: Duration = 30.0
     queue_messages: int = Field(default=8000, ge=10)
     # Payload bytes received and not yet acked (queued or being written).  Past it, the

@@ -100,19 +100,17 @@ class ObservingCollector(Collector):
     ack is the ingest collectors' job, after their write.
     """
 
+    def writer_count(self) -> int:
+        """One: it writes nothing, and its observers must see the batches in their order."""
+        return 1
+
     def _deliver(self, batch: list[Inbound]) -> None:
         session = self._session
         assert session is not None
         ack_deliveries(session, self.queue.done(batch))
-        for item in batch:
-            result = item.result
-            if isinstance(result, Accepted):
-                self.accepted_messages += 1
-                for observe in self.observers:
-                    try:
-                        observe(result.who, result.samples)
-                    except Exception:  # an observer bug must never stop delivery
-                        log.exception("sample observer failed")
+        with self._deliver_lock:
+            self.accepted_messages += sum(isinstance(i.result, Accepted) for i in batch)
+            self._observe(batch)
 
     def _ack_stored_resend(self, item: Inbound) -> None:
         # A resend of a batch already observed: the broker's PUBACK only.

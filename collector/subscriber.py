@@ -80,8 +80,13 @@ class Collector:
         self._last_shed_log = -1e18
         self._generation = 0  # connections so far: a PUBACK is only valid on its own
         self._session: DataSession | None = None
-        self._writer_thread = threading.Thread(target=self._write_loop, name="writer",
-                                               daemon=True)
+        # Several writers: InfluxDB stores one batch while the next is assembled and sent (one
+        # writer left both idle half the time, issue 11); observers still see one batch at a
+        # time (self._deliver_lock).
+        self._writer_threads = [
+            threading.Thread(target=self._write_loop, name=f"writer-{n}", daemon=True)
+            for n in range(1, self.writer_count() + 1)]
+        self._deliver_lock = threading.Lock()
         self._validator_thread = threading.Thread(target=self._validate_loop,
                                                   name="validator", daemon=True)
         self._own_write_lock = threading.Lock()
@@ -95,14 +100,15 @@ class Collector:
                                     receive_maximum=cfg.receive_maximum)
         # Before the first message: a backlog arriving at once is corrected like the rest.
         restore_clocks(self.clocks, self.config.storage)
-        self._writer_thread.start()
+        for thread in self._writer_threads:
+            thread.start()
         self._validator_thread.start()
         self._session.start()
 
     def stop(self) -> None:
         """Stop writing and leave the share group (agents resend what was not acked)."""
         self.stop_event.set()
-        for thread in (self._validator_thread, self._writer_thread):
+        for thread in (self._validator_thread, *self._writer_threads):
             if thread.is_alive():
                 thread.join(timeout=10)
         if self._session is not None:
@@ -245,6 +251,10 @@ class Collector:
         with self._own_write_lock:
             return self.storage.write(lines)
 
+    def writer_count(self) -> int:
+        """How many writer threads this collector runs."""
+        return self.config.write.writers
+
     def _write_loop(self) -> None:
         wcfg = self.config.write
         while not self.stop_event.is_set():
@@ -263,7 +273,8 @@ class Collector:
                 lines.extend(result.extra_lines)
                 seqs[result.who].append(result.seq)
             else:
-                lines.append(self.rejects.record(result))
+                with self._deliver_lock:  # unique reject timestamps across writers
+                    lines.append(self.rejects.record(result))
                 if result.who is not None and result.seq is not None:
                     rejected[result.who].append((result.seq, result.cause))
         # Backlogs, for a rules restore from a state snapshot (collector/late.py).
@@ -277,7 +288,12 @@ class Collector:
         for who in seqs.keys() | rejected.keys():
             session.publish(self.topics.ack(who),
                             encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)))
-        self.accepted_messages += sum(len(s) for s in seqs.values())
+        with self._deliver_lock:
+            self.accepted_messages += sum(len(s) for s in seqs.values())
+            self._observe(batch)
+
+    def _observe(self, batch: list[Inbound]) -> None:
+        """Hand a stored batch to the observers (rules, alerts); with _deliver_lock held."""
         for item in batch:
             if isinstance(item.result, Accepted):
                 for observe in self.observers:

@@ -11,6 +11,10 @@ from typing import Literal, Protocol
 #   split       the request is too big (413): send it in halves
 Action = Literal["retry", "quarantine", "split"]
 
+# Writes one collector may have in flight at once (write.writers, and the rules' own points
+# beside them); every PointWriter is safe to call from that many threads.
+MAX_CONCURRENT_WRITES = 8
+
 
 class StorageError(Exception):
     """A write that did not succeed, with what it means.
@@ -56,7 +60,7 @@ class StorageHealth:
         return self.failing_since_ms is not None
 
 
-class PointWriter(Protocol):
+class PointWriter(Protocol):  # implementations are thread-safe (MAX_CONCURRENT_WRITES)
     """Writes line-protocol points (ms precision); raises StorageError."""
 
     def write(self, lines: list[str]) -> None:

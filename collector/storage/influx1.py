@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib3
 
 from collector.config import Influx1Storage
-from collector.storage import parse_retry_after
+from collector.storage import MAX_CONCURRENT_WRITES, parse_retry_after
 from collector.storage.refusal import Target, error_for, unreachable
 
 
@@ -14,8 +14,11 @@ class Influx1Writer:
 
     def __init__(self, settings: Influx1Storage) -> None:
         self.settings = settings
+        # One connection per concurrent writer (write.writers; more would be opened and
+        # dropped with a warning each time).
         self._http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(total=settings.timeout), retries=False
+            timeout=urllib3.Timeout(total=settings.timeout), retries=False,
+            maxsize=MAX_CONCURRENT_WRITES,
         )
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         password = settings.secret("password")

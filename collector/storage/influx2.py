@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import urllib3
 
 from collector.config import Influx2Storage
-from collector.storage import StorageError, parse_retry_after
+from collector.storage import MAX_CONCURRENT_WRITES, StorageError, parse_retry_after
 from collector.storage.refusal import Target, error_for, unreachable
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ class Influx2Writer:
         self._api: Any = None
         self._http: urllib3.PoolManager | None = None
         self._undeleted: list[str] = []  # snapshots whose delete failed: retried next time
+        # Writes come from several threads: the clients are made once, and a snapshot (which
+        # covers every write before it) is taken by one thread at a time.
+        self._lock = threading.Lock()
         vm = settings.server == "victoriametrics"
         self.target = Target(
             "VictoriaMetrics" if vm else "InfluxDB", settings.url, settings.bucket,
@@ -42,6 +46,10 @@ class Influx2Writer:
 
     def _write_api(self) -> Any:
         # Created on first use so that building a writer never connects.
+        with self._lock:
+            return self._make_write_api()
+
+    def _make_write_api(self) -> Any:
         if self._api is None:
             from influxdb_client import InfluxDBClient
             from influxdb_client.client.write_api import SYNCHRONOUS
@@ -49,6 +57,7 @@ class Influx2Writer:
             self._client = InfluxDBClient(
                 url=self.settings.url, token=self.settings.secret("token") or "",
                 org=self.settings.org, timeout=int(self.settings.timeout * 1000), retries=False,
+                connection_pool_maxsize=MAX_CONCURRENT_WRITES,
             )
             self._api = self._client.write_api(write_options=SYNCHRONOUS)
         return self._api
@@ -74,9 +83,10 @@ class Influx2Writer:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise unreachable(self.target, exc) from None
         if self.settings.server == "victoriametrics":
-            self._persist()
+            with self._lock:
+                self._persist()
 
-    def _get(self, path: str) -> bytes:
+    def _get(self, path: str) -> bytes:  # called with self._lock held
         if self._http is None:
             self._http = urllib3.PoolManager(
                 timeout=urllib3.Timeout(total=self.settings.timeout), retries=False)

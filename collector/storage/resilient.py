@@ -66,8 +66,10 @@ class ResilientWriter:
         self._quarantine_logged: dict[str, float] = {}
         self._own: list[str] = []  # schoolmon_collector points waiting for the next write
         self._last_ts_ms = 0
-        # The writer thread and the collector's own writes (rules) share this writer.
-        self._write_lock = threading.Lock()
+        # The writer threads and the collector's own writes (rules) share this writer and
+        # write at once (InfluxDB takes concurrent writes on all its cores); this lock guards
+        # the counters, the health and the collector's own points, never a write itself.
+        self._state_lock = threading.RLock()
 
     def health(self) -> StorageHealth:
         """Failing or not, since when, why; counters (safe from any thread)."""
@@ -75,12 +77,12 @@ class ResilientWriter:
             return self._health
 
     def write(self, lines: list[str]) -> bool:
-        """True when every point is stored or dead-lettered; False if stopped first."""
-        with self._write_lock:
-            return self._write(lines)
+        """True when every point is stored or dead-lettered; False if stopped first.
 
-    def _write(self, lines: list[str]) -> bool:
-        own, self._own = self._own, []
+        Safe from several threads at once: each write is retried on its own.
+        """
+        with self._state_lock:
+            own, self._own = self._own, []
         batch = own + lines
         rejected: list[tuple[str, StorageError]] = []
 
@@ -89,11 +91,13 @@ class ResilientWriter:
             self._store(batch, rejected)
 
         if not self._retrying(store):
-            self._own = own + self._own
+            with self._state_lock:
+                self._own = own + self._own
             return False
-        self.stats.written += len(batch) - len(rejected)
-        if rejected:
+        with self._state_lock:
+            self.stats.written += len(batch) - len(rejected)
             dead = [self._dead_letter(line, exc) for line, exc in rejected]
+        if rejected:
             # The dead-letter must be stored before anything is acked; it is retried like
             # any write (a refusal of it as well: it is never dropped).
             if not self._retrying(lambda: self._store_dead(dead)):
@@ -146,6 +150,10 @@ class ResilientWriter:
             return True
 
     def _failed(self, exc: StorageError) -> None:
+        with self._state_lock:
+            self._failed_locked(exc)
+
+    def _failed_locked(self, exc: StorageError) -> None:
         self.stats.retries += 1
         self.stats.failing, self.stats.failure_cause = True, exc.cause
         now = self.clock()
@@ -160,6 +168,11 @@ class ResilientWriter:
             log.error("storage is not storing writes, nothing is acked meanwhile: %s", exc)
 
     def _recovered(self) -> None:
+        with self._state_lock:
+            if self._health.failing:  # another writer thread may have seen it first
+                self._recovered_locked()
+
+    def _recovered_locked(self) -> None:
         now_ms = int(self.clock() * 1000)
         with self._health_lock:
             health = self._health
@@ -196,6 +209,10 @@ class ResilientWriter:
         return format_line("schoolmon_reject", tags, fields, self._unique_ms())
 
     def _quarantined(self, rejected: list[tuple[str, StorageError]]) -> None:
+        with self._state_lock:
+            self._quarantined_locked(rejected)
+
+    def _quarantined_locked(self, rejected: list[tuple[str, StorageError]]) -> None:
         now = self.clock()
         self.stats.quarantined += len(rejected)
         with self._health_lock:
