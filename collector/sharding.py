@@ -104,13 +104,14 @@ class ObservingCollector(Collector):
         """One: it writes nothing, and its observers must see the batches in their order."""
         return 1
 
-    def _deliver(self, batch: list[Inbound]) -> None:
+    def _deliver(self, batch: list[Inbound], ticket: int) -> None:
         session = self._session
         assert session is not None
         ack_deliveries(session, self.queue.done(batch))
         with self._deliver_lock:
             self.accepted_messages += sum(isinstance(i.result, Accepted) for i in batch)
             self._observe(batch)
+        self._observed_turn(ticket)
 
     def _ack_stored_resend(self, item: Inbound) -> None:
         # A resend of a batch already observed: the broker's PUBACK only.

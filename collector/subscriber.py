@@ -87,6 +87,12 @@ class Collector:
             threading.Thread(target=self._write_loop, name=f"writer-{n}", daemon=True)
             for n in range(1, self.writer_count() + 1)]
         self._deliver_lock = threading.Lock()
+        # Batches are observed in the order they were taken, whichever write ends first: the
+        # rules see samples as with one writer (a restore from InfluxDB replays that order).
+        self._take_lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._taken = 0  # tickets handed out with batches
+        self._observed = 0  # the last ticket observed
         self._validator_thread = threading.Thread(target=self._validate_loop,
                                                   name="validator", daemon=True)
         self._own_write_lock = threading.Lock()
@@ -258,11 +264,29 @@ class Collector:
     def _write_loop(self) -> None:
         wcfg = self.config.write
         while not self.stop_event.is_set():
-            batch = self.queue.take(wcfg.batch_points, wcfg.flush_interval, 0.2)
-            if batch:
-                self._deliver(batch)
+            with self._take_lock:
+                batch = self.queue.take(wcfg.batch_points, wcfg.flush_interval, 0.2)
+                if not batch:
+                    continue
+                self._taken += 1
+                ticket = self._taken
+            self._deliver(batch, ticket)
 
-    def _deliver(self, batch: list[Inbound]) -> None:
+    def _wait_turn(self, ticket: int) -> bool:
+        """Wait until every batch taken before this one was observed; False when stopping."""
+        with self._turn:
+            while self._observed != ticket - 1:
+                if self.stop_event.is_set():
+                    return False
+                self._turn.wait(0.2)
+        return True
+
+    def _observed_turn(self, ticket: int) -> None:
+        with self._turn:
+            self._observed = ticket
+            self._turn.notify_all()
+
+    def _deliver(self, batch: list[Inbound], ticket: int) -> None:
         lines: list[str] = []
         seqs: dict[AgentIdentity, list[int]] = defaultdict(list)
         rejected: dict[AgentIdentity, list[tuple[int, str]]] = defaultdict(list)
@@ -288,9 +312,12 @@ class Collector:
         for who in seqs.keys() | rejected.keys():
             session.publish(self.topics.ack(who),
                             encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)))
+        if not self._wait_turn(ticket):
+            return
         with self._deliver_lock:
             self.accepted_messages += sum(len(s) for s in seqs.values())
             self._observe(batch)
+        self._observed_turn(ticket)
 
     def _observe(self, batch: list[Inbound]) -> None:
         """Hand a stored batch to the observers (rules, alerts); with _deliver_lock held."""
