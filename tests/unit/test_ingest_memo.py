@@ -58,8 +58,8 @@ def test_line_head_is_per_kind_and_tags() -> None:
     """Two kinds with the same tags, and tags in another order, get their own heads."""
     tags = {"iface": "eth 0", "role": "wan"}
     assert sample_line(Sample("iface", TS, tags, {"up": True}), WHO).startswith(
-        r"iface,iface=eth\ 0,role=wan,agent=a1,")
+        r"iface,agent=a1,district=d1,iface=eth\ 0,role=wan,school=s1 ")
     assert sample_line(Sample("host", TS, {}, {"cpu_pct": 1}), WHO) == (
         f"host,agent=a1,district=d1,school=s1 cpu_pct=1.0 {TS}")
     assert sample_line(Sample("iface", TS, {"role": "lan"}, {"up": False}), WHO).startswith(
-        "iface,role=lan,agent=a1")
+        "iface,agent=a1,district=d1,role=lan,school=s1 ")

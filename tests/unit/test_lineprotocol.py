@@ -86,7 +86,7 @@ def test_sample_line_adds_identity_tags() -> None:
     sample = Sample("iface", TS, {"iface": "eth0", "role": "wan"},
                     {"rx_bps": 81234567.0, "up": True, "errors": 0})
     assert sample_line(sample, WHO) == (
-        "iface,iface=eth0,role=wan,agent=gz-th-001-gw,district=gz-th,school=gz-th-001 "
+        "iface,agent=gz-th-001-gw,district=gz-th,iface=eth0,role=wan,school=gz-th-001 "
         "rx_bps=81234567.0,up=true,errors=0.0 1763890000000"
     )
     assert sample.tags == {"iface": "eth0", "role": "wan"}  # the sample is not changed

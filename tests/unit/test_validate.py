@@ -30,7 +30,7 @@ def test_accepted_message_becomes_lines_with_identity() -> None:
     assert result.who == WHO
     assert result.seq == 41
     assert result.lines == [
-        "iface,iface=eth0,role=wan,agent=gz-th-001-gw,district=gz-th,school=gz-th-001 "
+        "iface,agent=gz-th-001-gw,district=gz-th,iface=eth0,role=wan,school=gz-th-001 "
         "rx_bps=1500000.0,up=true 1763890000000",
         "host,agent=gz-th-001-gw,district=gz-th,school=gz-th-001 cpu_pct=12.0 1763890000001",
     ]
