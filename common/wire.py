@@ -111,13 +111,29 @@ _ENVELOPE_SLOTS: Final = tuple(Envelope.__dict__[n].__set__ for n in (
     "district", "school", "agent", "seq", "sent_ms", "samples", "v"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AgentIdentity:
-    """district/school/agent: who an agent is, as named in topics and envelopes."""
+    """district/school/agent: who an agent is, as named in topics and envelopes.
+
+    Its hash is computed once: the collector looks identities up several times per message
+    (queue keys, clocks, acks, rules), and a dataclass hash is a Python call over three fields
+    each time (3 % of a collector's busy time, issue 11).
+    """
 
     district: str
     school: str
     agent: str
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.district, self.school, self.agent)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[AgentIdentity], tuple[str, str, str]]:
+        # A string's hash differs between processes: a copy recomputes its own.
+        return AgentIdentity, (self.district, self.school, self.agent)
 
 
 class Topics:
@@ -488,6 +504,10 @@ class Ack:
 def encode_ack(ranges: list[tuple[int, int]],
                rejected: list[tuple[int, str]] | None = None) -> bytes:
     """The collector's ack naming stored seqs as inclusive ranges (and refused seqs with why)."""
+    if not rejected and len(ranges) == 1:
+        # The usual ack (one message of the agent in the write): the bytes orjson would
+        # write, made without building the object (the writer sends thousands a second).
+        return b'{"v":%d,"acked":[[%d,%d]]}' % (VERSION, ranges[0][0], ranges[0][1])
     obj: dict[str, object] = {"v": VERSION, "acked": [[a, b] for a, b in ranges]}
     if rejected:
         obj["rejected"] = [[seq, cause] for seq, cause in rejected]
