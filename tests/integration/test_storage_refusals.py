@@ -198,8 +198,9 @@ def test_field_type_conflict_dead_letters_only_that_point(services: Services, in
         (reject,) = dead
         assert reject["cause"] == "storage_field_type_conflict" and reject["agent"] == WHO.agent
         assert reject["collector"] == "sr-collector"  # its client id, as on every reject
-        assert reject["line"].startswith("reach,agent=sr-gw,") and ",target=odd " in reject["line"] \
-                and "rtt_ms=1.0" in reject["line"]
+        line = reject["line"]
+        assert line.startswith("reach,agent=sr-gw,") and ",target=odd " in line
+        assert "rtt_ms=1.0" in line
         assert reject["line"].endswith(f" {odd}") and "field type conflict" in reject["detail"]
         assert logs(cfg).count("refused 1 point(s) for good (field_type_conflict)") == 1
         print(f"conflict: produced {len(probe.produced)}, stored {len(stored)}, "
