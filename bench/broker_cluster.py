@@ -25,6 +25,7 @@ from bench.collector_throughput import (
     load,
     publisher,
     recent_ms,
+    wait_subscribed,
 )
 from bench.report import machine, write_section
 
@@ -45,8 +46,7 @@ def through(d: Path, env: dict[str, str], name: str, *, ports: tuple[int, int],
         proc = subprocess.Popen([sys.executable, "-m", "schoolmon", "collector", "run", "-c",
                                  str(collector_yaml(d, env, db, name, port=coll_port,
                                                     protocol=protocol))], stderr=out)
-    while b"subscribed" not in log.read_bytes():
-        time.sleep(0.05)
+    wait_subscribed(proc, log)
     sent = MESSAGES * SAMPLES_PER_MESSAGE
     begun = time.perf_counter()
     pubs = [mp.Process(target=publisher, args=(pub_port, p, MESSAGES // 2, recent_ms()),

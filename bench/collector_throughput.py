@@ -75,6 +75,14 @@ def count(url: str, db: str) -> int:
     return int(values[0][1]) if values else 0  # type: ignore[call-overload]
 
 
+def wait_subscribed(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the collector confirmed its subscription; its log's end if it exited instead."""
+    while b"subscribed" not in log.read_bytes():
+        if proc.poll() is not None:
+            raise RuntimeError(f"collector exited: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
 def points_written(url: str) -> int:
     """Points InfluxDB has taken in write requests since it started (``SHOW STATS``).
 
@@ -246,7 +254,7 @@ def collector_yaml(d: Path, env: dict[str, str], db: str, name: str, *,
                  "topic_prefix": PREFIX, "client_id": name, "protocol": protocol,
                  **({"session_expiry": "1h"} if protocol == "v311" else {})},
         "storage": {"kind": "influxdb1", "url": env["INFLUXDB_URL"], "database": db},
-        "write": {"batch_points": 5000, "flush_interval": "200ms", "queue_messages": 2000},
+        "write": {"batch_points": 5000, "flush_interval": "200ms"},
     }))
     return path
 
@@ -264,8 +272,7 @@ def throughput(d: Path, env: dict[str, str], collectors: int, messages: int, *,
                                            "run", "-c", str(collector_yaml(
                                                d, env, db, f"c{collectors}-{i}"))],
                                           stderr=out))
-        while b"subscribed" not in log.read_bytes():
-            time.sleep(0.05)
+        wait_subscribed(procs[-1], log)
     sent = messages * SAMPLES_PER_MESSAGE
     base = points_written(env["INFLUXDB_URL"])
     begun = time.perf_counter()
@@ -300,8 +307,7 @@ def latency(d: Path, env: dict[str, str], schools: int, seconds: float) -> tuple
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "schoolmon", "collector", "run", "-c",
                                  str(collector_yaml(d, env, db, "lat"))], stderr=out)
-    while b"subscribed" not in log.read_bytes():
-        time.sleep(0.05)
+    wait_subscribed(proc, log)
     sent_at: dict[tuple[str, int], float] = {}
     delays: list[float] = []
     lock = threading.Lock()
