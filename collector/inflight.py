@@ -124,8 +124,18 @@ class InflightQueue:
         self._raw_ready = threading.Condition(lock)
 
     def receive(self, raw: Raw, wait: float) -> bool:
-        """Take one raw message; False when no room came within ``wait`` s."""
-        return self.receive_many([raw], wait) == 1
+        """Take a raw message (paho's thread); False when no room came within ``wait`` s."""
+        size = len(raw.payload)
+        with self._cond:
+            if not self._has_room(size) and not self._cond.wait_for(
+                    lambda: self._has_room(size), wait):
+                self.stats.shed += 1
+                return False
+            self._raw.append(raw)
+            self._count_in(size)
+            if self._validator_idle:
+                self._raw_ready.notify()
+            return True
 
     def receive_many(self, raws: list[Raw], wait: float) -> int:
         """Take raw messages in order (the data session's thread); how many were taken.

@@ -272,32 +272,29 @@ class PacketReader:
                        str(props.get(REASON_STRING, "")))
 
 
-def _varint_at(body: bytes, pos: int) -> tuple[int, int]:
-    """A Variable Byte Integer (1.5.5) at ``pos``: (value, where the next field starts)."""
-    value, shift = 0, 0
+def _properties_end(body: bytes, pos: int) -> int:
+    """Where a v5 property block that starts at ``pos`` ends; ProtocolError past the body."""
+    length, shift = 0, 0
     while True:
         byte = body[pos]
         pos += 1
-        value |= (byte & 0x7F) << shift
+        length |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            return value, pos
+            break
         shift += 7
         if shift > 21:
-            raise ProtocolError("variable byte integer longer than 4 bytes")
-
-
-def _properties_end(body: bytes, pos: int) -> int:
-    """Where a v5 property block that starts at ``pos`` ends; ProtocolError past the body."""
-    length, start = _varint_at(body, pos)
-    if start + length > len(body):
+            raise ProtocolError("property length longer than 4 bytes")
+    if pos + length > len(body):
         raise ProtocolError("properties run past the packet")
-    return start + length
+    return pos + length
 
 
 def _properties(body: bytes, pos: int) -> dict[int, int | str | bytes]:
     """A v5 property block (2.2.2) read into {identifier: value} (user properties left out)."""
     stop = _properties_end(body, pos)
-    pos = _varint_at(body, pos)[1]  # the first property, after the block's length
+    while body[pos] & 0x80:  # step over the block's length
+        pos += 1
+    pos += 1
     out: dict[int, int | str | bytes] = {}
     while pos < stop:
         ident = body[pos]
@@ -321,8 +318,16 @@ def _property_value(body: bytes, pos: int, kind: int) -> tuple[int, int | str | 
     if kind == _U32:
         return pos + 4, struct.unpack_from("!I", body, pos)[0]
     if kind == _VARINT:
-        value, pos = _varint_at(body, pos)
-        return pos, value
+        value, shift = 0, 0
+        while True:
+            byte = body[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return pos, value
+            shift += 7
+            if shift > 21:
+                raise ProtocolError("property varint longer than 4 bytes")
     n = (body[pos] << 8) | body[pos + 1]
     raw, pos = body[pos + 2:pos + 2 + n], pos + 2 + n
     if len(raw) != n:

@@ -108,8 +108,9 @@ class ObservingCollector(Collector):
         session = self._session
         assert session is not None
         ack_deliveries(session, self.queue.done(batch))
-        self.accepted_messages += sum(isinstance(i.result, Accepted) for i in batch)
-        self._observe(batch)  # one writer: its batches come in turn
+        with self._deliver_lock:
+            self.accepted_messages += sum(isinstance(i.result, Accepted) for i in batch)
+            self._observe(batch)
         self._observed_turn(ticket)
 
     def _ack_stored_resend(self, item: Inbound) -> None:

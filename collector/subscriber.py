@@ -82,11 +82,11 @@ class Collector:
         self._session: DataSession | None = None
         # Several writers: InfluxDB stores one batch while the next is assembled and sent (one
         # writer left both idle half the time, issue 11); observers still see one batch at a
-        # time, in order (the turn below).
+        # time (self._deliver_lock).
         self._writer_threads = [
             threading.Thread(target=self._write_loop, name=f"writer-{n}", daemon=True)
             for n in range(1, self.writer_count() + 1)]
-        self._rejects_lock = threading.Lock()  # unique reject timestamps across writers
+        self._deliver_lock = threading.Lock()
         # Batches are observed in the order they were taken, whichever write ends first: the
         # rules see samples as with one writer (a restore from InfluxDB replays that order).
         self._take_lock = threading.Lock()
@@ -297,7 +297,7 @@ class Collector:
                 lines.extend(result.extra_lines)
                 seqs[result.who].append(result.seq)
             else:
-                with self._rejects_lock:
+                with self._deliver_lock:  # unique reject timestamps across writers
                     lines.append(self.rejects.record(result))
                 if result.who is not None and result.seq is not None:
                     rejected[result.who].append((result.seq, result.cause))
@@ -314,12 +314,13 @@ class Collector:
                             encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)))
         if not self._wait_turn(ticket):
             return
-        self.accepted_messages += sum(len(s) for s in seqs.values())
-        self._observe(batch)
+        with self._deliver_lock:
+            self.accepted_messages += sum(len(s) for s in seqs.values())
+            self._observe(batch)
         self._observed_turn(ticket)
 
     def _observe(self, batch: list[Inbound]) -> None:
-        """Hand a stored batch to the observers (rules, alerts), in its turn."""
+        """Hand a stored batch to the observers (rules, alerts); with _deliver_lock held."""
         for item in batch:
             if isinstance(item.result, Accepted):
                 for observe in self.observers:

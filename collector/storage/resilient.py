@@ -151,18 +151,21 @@ class ResilientWriter:
 
     def _failed(self, exc: StorageError) -> None:
         with self._state_lock:
-            self.stats.retries += 1
-            self.stats.failing, self.stats.failure_cause = True, exc.cause
-            now = self.clock()
-            with self._health_lock:
-                health = self._health
-                since = health.failing_since_ms if health.failing else int(now * 1000)
-                self._health = replace(health, failing_since_ms=since, cause=exc.cause,
-                                       message=str(exc), failures_total=health.failures_total + 1)
-            if self._logged is None or self._logged[0] != exc.cause \
-                    or now - self._logged[1] >= self.log_every:
-                self._logged = (exc.cause, now)
-                log.error("storage is not storing writes, nothing is acked meanwhile: %s", exc)
+            self._failed_locked(exc)
+
+    def _failed_locked(self, exc: StorageError) -> None:
+        self.stats.retries += 1
+        self.stats.failing, self.stats.failure_cause = True, exc.cause
+        now = self.clock()
+        with self._health_lock:
+            health = self._health
+            since = health.failing_since_ms if health.failing else int(now * 1000)
+            self._health = replace(health, failing_since_ms=since, cause=exc.cause,
+                                   message=str(exc), failures_total=health.failures_total + 1)
+        if self._logged is None or self._logged[0] != exc.cause \
+                or now - self._logged[1] >= self.log_every:
+            self._logged = (exc.cause, now)
+            log.error("storage is not storing writes, nothing is acked meanwhile: %s", exc)
 
     def _recovered(self) -> None:
         with self._state_lock:
@@ -207,23 +210,26 @@ class ResilientWriter:
 
     def _quarantined(self, rejected: list[tuple[str, StorageError]]) -> None:
         with self._state_lock:
-            now = self.clock()
-            self.stats.quarantined += len(rejected)
-            with self._health_lock:
-                self._health = replace(self._health, quarantined_total=self.stats.quarantined)
-            by_cause: dict[str, list[tuple[str, StorageError]]] = {}
+            self._quarantined_locked(rejected)
+
+    def _quarantined_locked(self, rejected: list[tuple[str, StorageError]]) -> None:
+        now = self.clock()
+        self.stats.quarantined += len(rejected)
+        with self._health_lock:
+            self._health = replace(self._health, quarantined_total=self.stats.quarantined)
+        by_cause: dict[str, list[tuple[str, StorageError]]] = {}
+        for line, exc in rejected:
+            by_cause.setdefault(exc.cause, []).append((line, exc))
+        for cause, items in by_cause.items():
+            if now - self._quarantine_logged.get(cause, -1e18) >= self.log_every:
+                self._quarantine_logged[cause] = now
+                line, exc = items[0]
+                log.error("storage refused %d point(s) for good (%s), kept as schoolmon_reject "
+                          "(field 'line'); %d so far; first: %s (%s)", len(items), cause,
+                          self.stats.quarantined, line[:300], exc)
+        self._own.append(format_line("schoolmon_collector", {"collector": self.name},
+                                     {"quarantined_total": self.stats.quarantined},
+                                     self._unique_ms()))
+        if self.on_quarantine is not None:
             for line, exc in rejected:
-                by_cause.setdefault(exc.cause, []).append((line, exc))
-            for cause, items in by_cause.items():
-                if now - self._quarantine_logged.get(cause, -1e18) >= self.log_every:
-                    self._quarantine_logged[cause] = now
-                    line, exc = items[0]
-                    log.error("storage refused %d point(s) for good (%s), kept as schoolmon_reject "
-                              "(field 'line'); %d so far; first: %s (%s)", len(items), cause,
-                              self.stats.quarantined, line[:300], exc)
-            self._own.append(format_line("schoolmon_collector", {"collector": self.name},
-                                         {"quarantined_total": self.stats.quarantined},
-                                         self._unique_ms()))
-            if self.on_quarantine is not None:
-                for line, exc in rejected:
-                    self.on_quarantine(line, exc)
+                self.on_quarantine(line, exc)
