@@ -20,7 +20,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from collector.validate import Accepted, Rejected
-from common.wire import AgentIdentity
+from common.wire import MAX_PAYLOAD_BYTES, AgentIdentity
 
 # (agent, seq, digest of the points or the reject cause): the same batch, whatever its
 # sent_ms, and never a different batch that reuses a seq (an agent whose spool was recreated).
@@ -45,6 +45,9 @@ class Raw(NamedTuple):
     payload: bytes
     recv_ms: int  # when it arrived (clock correction and the time window use it)
     delivery: Delivery
+    # Taken without room, only to see whether it is a resend of a batch held here (which
+    # costs no room): kept if so, let go (Offer.FULL) if it is new and there is still none.
+    probation: bool = False
 
 
 @dataclass(slots=True)
@@ -55,6 +58,7 @@ class Inbound:
     size: int  # payload bytes, counted against write.queue_bytes until acked
     deliveries: list[Delivery]
     key: BatchKey | None = None
+    probation: bool = False  # its Raw's: its room was never counted
 
 
 class Offer(Enum):
@@ -63,7 +67,7 @@ class Offer(Enum):
     QUEUED = "queued"  # new: will be written
     JOINED = "joined"  # a resend of a batch queued or being written: acked with it
     STORED = "stored"  # a resend of a batch already stored: ack it now
-    FULL = "full"  # no room within the wait: not taken
+    FULL = "full"  # no room: not taken (the caller lets it go; the agent resends it)
 
 
 def batch_key(result: Accepted | Rejected) -> BatchKey | None:
@@ -85,6 +89,8 @@ class QueueStats:
     joined: int = 0  # resends recognised while their batch was queued or being written
     stored_resends: int = 0  # resends recognised after their batch was stored
     shed: int = 0  # messages not taken for lack of room (the agent resends them)
+    probation_bytes: int = 0  # payload bytes taken without room, awaiting their check
+    peak_probation: int = 0
 
 
 @dataclass
@@ -92,9 +98,9 @@ class InflightQueue:
     """Queue of batches for the writer thread, bounded in messages and bytes.
 
     Two ways in: ``offer`` (one validated message), and ``receive`` + ``intake`` +
-    ``offer_many``: paho's network thread only appends raw messages (their room counted at
-    once, one uncontended lock round, no wake-up unless the validator sleeps), the validator
-    thread takes them all at once and queues the validated batch in one lock round.
+    ``offer_many``: the data session's thread only appends raw messages (their room counted
+    at once, one uncontended lock round, no wake-up unless the validator sleeps), the
+    validator thread takes them all at once and queues the validated batch in one lock round.
     """
 
     max_messages: int
@@ -105,6 +111,9 @@ class InflightQueue:
     # flush interval: without that, small messages were capped at one window per interval
     # (1,000 per 200-250 ms, ~4,000 messages/s, issue 11).
     window: int | None = None
+    # Payload bytes that may be taken without room, to be checked for being resends (one
+    # message of the largest size): the most held is max_bytes + this.
+    probation_limit: int = MAX_PAYLOAD_BYTES
     stats: QueueStats = field(default_factory=QueueStats)
     _waiting: deque[Inbound] = field(default_factory=deque)
     _held: int = 0  # messages received (raw), queued or being written
@@ -124,24 +133,18 @@ class InflightQueue:
         self._raw_ready = threading.Condition(lock)
 
     def receive(self, raw: Raw, wait: float) -> bool:
-        """Take a raw message (paho's thread); False when no room came within ``wait`` s."""
-        size = len(raw.payload)
-        with self._cond:
-            if not self._has_room(size) and not self._cond.wait_for(
-                    lambda: self._has_room(size), wait):
-                self.stats.shed += 1
-                return False
-            self._raw.append(raw)
-            self._count_in(size)
-            if self._validator_idle:
-                self._raw_ready.notify()
-            return True
+        """Take one raw message; False when it was not taken (see ``receive_many``)."""
+        return self.receive_many([raw], wait) == 1
 
     def receive_many(self, raws: list[Raw], wait: float) -> int:
         """Take raw messages in order (the data session's thread); how many were taken.
 
-        Waits up to ``wait`` s in all for room; the messages after the first that found
-        none are not taken (the caller lets them go).
+        Waits up to ``wait`` s in all for room.  A message that found none within it may
+        still be taken on probation (``probation_limit`` bytes at most, beyond
+        ``max_bytes``): the validator keeps it only if it is a resend of a batch held here,
+        so a resend is recognised however full the queue is, instead of being let go and
+        sent again over a school's slow link.  The messages after the first that fits
+        neither are not taken (the caller lets them go).
         """
         if not raws:
             return 0
@@ -155,8 +158,15 @@ class InflightQueue:
                         self._raw_ready.notify()
                     if not self._cond.wait_for(lambda s=size: self._has_room(s),  # type: ignore[misc]
                                                max(0.0, deadline - time.monotonic())):
-                        self.stats.shed += len(raws) - taken
-                        break
+                        if self.stats.probation_bytes + size > self.probation_limit:
+                            self.stats.shed += len(raws) - taken
+                            break
+                        self.stats.probation_bytes += size
+                        self.stats.peak_probation = max(self.stats.peak_probation,
+                                                        self.stats.probation_bytes)
+                        self._raw.append(raw._replace(probation=True))
+                        taken += 1
+                        continue
                 self._raw.append(raw)
                 self._count_in(size)
                 taken += 1
@@ -176,7 +186,11 @@ class InflightQueue:
             return raws
 
     def offer_many(self, items: list[Inbound]) -> list[Offer]:
-        """Queue validated messages whose room ``receive`` counted; one wake-up for the lot."""
+        """Queue validated messages ``receive`` took; one wake-up for the lot.
+
+        Those on probation come back FULL when they are new and there is no room: the
+        caller lets them go.
+        """
         with self._cond:
             outcomes = [self._place(item) for item in items]
             self._validating = 0
@@ -189,8 +203,14 @@ class InflightQueue:
         self.stats.peak_bytes = max(self.stats.peak_bytes, self.stats.bytes_held)
 
     def _place(self, item: Inbound) -> Offer:
-        """Queue a counted message, or join it to its first copy (then its room is free)."""
+        """Queue a message, or join it to its first copy (then its room is free).
+
+        A message on probation (its room never counted) is queued only if there is room
+        now; otherwise it is FULL and shed.
+        """
         key = item.key
+        if item.probation:
+            self.stats.probation_bytes -= item.size
         if key is not None:
             outcome = None
             first = self._pending.get(key)
@@ -202,9 +222,17 @@ class InflightQueue:
                 self.stats.stored_resends += 1
                 outcome = Offer.STORED
             if outcome is not None:
-                self._held -= 1
-                self.stats.bytes_held -= item.size
+                if not item.probation:
+                    self._held -= 1
+                    self.stats.bytes_held -= item.size
                 return outcome
+        if item.probation:
+            if not self._has_room(item.size):
+                self.stats.shed += 1
+                return Offer.FULL
+            item.probation = False
+            self._count_in(item.size)
+        if key is not None:
             self._pending[key] = item
         self._waiting.append(item)
         return Offer.QUEUED

@@ -196,13 +196,16 @@ class Collector:
         # keeps the batch and resends it after its ack_timeout.  Memory stays bounded.
         shed = raws[taken:]
         session.ack_many([r.delivery.mid for r in shed if r.delivery.qos], generation)
+        self._log_shed(len(shed), f" (the last on {shed[-1].topic})")
+
+    def _log_shed(self, count: int, last: str) -> None:
         now = time.monotonic()
-        if now - self._last_shed_log >= 60:
+        if now - self._last_shed_log >= 60:  # both threads may shed: a rare double line is fine
             self._last_shed_log = now
             stats = self.queue.stats
-            log.warning("write queue full (%d of %d bytes): %d messages (the last on %s) are "
-                        "left to their agents' resend [%d so far]", stats.bytes_held,
-                        self.config.write.queue_bytes, len(shed), shed[-1].topic, stats.shed)
+            log.warning("write queue full (%d of %d bytes): %d messages%s are left to their "
+                        "agents' resend [%d so far]", stats.bytes_held,
+                        self.config.write.queue_bytes, count, last, stats.shed)
 
     def _validate_loop(self) -> None:
         topics, clocks, window = self.topics, self.clocks, self._window
@@ -219,10 +222,19 @@ class Collector:
                     log.exception("validating a message on %s failed", raw.topic)
                     result = Rejected("internal", f"{type(exc).__name__}: {exc}"[:200], None)
                 items.append(Inbound(result, len(raw.payload), [raw.delivery],
-                                     batch_key(result)))
+                                     batch_key(result), raw.probation))
+            shed = []
             for item, outcome in zip(items, self.queue.offer_many(items), strict=True):
                 if outcome is Offer.STORED:
                     self._ack_stored_resend(item)
+                elif outcome is Offer.FULL:  # new, taken on probation, and still no room
+                    shed.append(item)
+            if shed:
+                session = self._session
+                assert session is not None
+                for item in shed:
+                    ack_deliveries(session, item.deliveries)
+                self._log_shed(len(shed), "")
 
     def _ack_stored_resend(self, item: Inbound) -> None:
         """A resend of a batch already stored: acknowledge it again, write nothing."""

@@ -15,7 +15,7 @@ from agent.runner import Agent
 from agent.spool import Spool
 from collector.config import CollectorConfig
 from collector.subscriber import Collector, build_writer
-from common.wire import Sample, encode_samples
+from common.wire import MAX_PAYLOAD_BYTES, Sample, encode_samples
 from tests.conftest import ROOT, Services, influx_rows, wait_until
 from tests.integration.test_delivery import T0, agent_config, spool_depth
 from tests.peers.delay_proxy import written_lines
@@ -99,10 +99,14 @@ def test_slow_storage_keeps_memory_bounded_and_writes_each_batch_once(
     print(f"published {agent.publisher.published_batches} for {BATCHES} batches; resends "
           f"recognised: {stats.joined} queued/being written, {stats.stored_resends} after the "
           f"store; {stats.shed} left to the agent's resend; peak {stats.peak_bytes} bytes of "
-          f"{QUEUE_BYTES}; lines through the proxy {through_proxy} for {distinct} samples")
+          f"{QUEUE_BYTES} (+ {stats.peak_probation} on probation); lines through the proxy "
+          f"{through_proxy} for {distinct} samples")
     assert stored[0]["count"] == BATCHES * SAMPLES_PER_BATCH
     assert agent.publisher.published_batches > BATCHES  # the agent did resend
     assert stats.joined + stats.stored_resends > 0  # ... and the resends were recognised
     assert QUEUE_BYTES / 2 < stats.peak_bytes <= QUEUE_BYTES  # the bound was reached, not passed
+    # Resends that found no room were checked on probation: at most one payload more, all let
+    # go or joined by the end.
+    assert stats.peak_probation <= MAX_PAYLOAD_BYTES and stats.probation_bytes == 0
     assert collector.storage.stats.retries == 0  # a retried write would count twice below
     assert through_proxy == distinct  # no point written twice
