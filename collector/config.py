@@ -94,8 +94,10 @@ class WriteSettings(Strict):
     max_retry_delay: Duration = 30.0
     queue_messages: int = Field(default=8000, ge=10)
     # Payload bytes received and not yet acked (queued or being written).  Past it, the
-    # network thread waits briefly, then leaves messages to the agents' resend.  At least
-    # the largest payload (256 KiB), so any one message always fits.
+    # network thread waits briefly, then leaves messages to the agents' resend, except
+    # resends of batches held here (checked on probation, at most one largest payload more:
+    # collector/inflight.py).  At least the largest payload (256 KiB), so any one message
+    # always fits.
     queue_bytes: int = Field(default=64 * 2**20, ge=256 * 1024)
     # A sample older than this (after clock correction) is refused as ``too_old``: no agent's
     # spool keeps one that long (spool.max_age, 14 days by default, plus a day in flight), so
