@@ -6,17 +6,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Final
 
+from common.sample_rules import FieldPlan, FieldRule, Shape, TagItems, check_value
 from common.wire import (
     RESERVED_TAGS,
     AgentIdentity,
-    FieldPlan,
-    FieldRule,
     FieldsHook,
     FieldValue,
     Sample,
-    Shape,
-    TagItems,
-    check_value,
 )
 
 _KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n"})
@@ -114,8 +110,9 @@ def sample_line(sample: Sample, who: AgentIdentity) -> str:
 def line_maker(who: AgentIdentity) -> FieldsHook[str]:
     """The common.wire.decode_batch hook that checks a sample's fields and makes its line.
 
-    One pass per field both checks it (its rule's accepted values, else common.wire.check_value
-    raises the reject) and formats it: the collector's hottest loop (issue 11).
+    One pass per field both checks it (its rule's accepted values, else
+    common.sample_rules.check_value raises the reject) and formats it: the collector's
+    hottest loop (issue 11).
     """
     maker = _MAKERS.get(who)
     if maker is None:

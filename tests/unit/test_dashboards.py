@@ -16,7 +16,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard as SdkDashboard
 
 from collector.measurements import MEASUREMENTS
-from common.wire import KINDS
+from common.kinds import KINDS
 from dashboards import build
 from dashboards.model import DATASOURCE_UID, GRID_WIDTH
 

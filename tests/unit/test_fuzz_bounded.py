@@ -37,8 +37,8 @@ from agent.runner import build_probes
 from collector.config import CollectorConfig
 from collector.inventory import Inventory
 from common.config import ConfigError, load_model
+from common.kinds import KINDS
 from common.wire import (
-    KINDS,
     MAX_PAYLOAD_BYTES,
     MAX_SAMPLES_PER_BATCH,
     AgentIdentity,

@@ -25,7 +25,7 @@ from collector.config import ClockSettings
 from collector.storage import lineprotocol
 from collector.storage.lineprotocol import sample_line
 from collector.validate import Accepted, Rejected, TimeWindow, check_window, validate
-from common import wire
+from common import sample_rules, wire
 from common.kinds import KINDS
 from common.wire import (
     MAX_FIELDS_PER_SAMPLE,
@@ -316,12 +316,16 @@ def test_check_samples_same_cause_for_any_python_value(value: object, name: str)
 
 def test_full_memos_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """With every memo full (a flood of new shapes), lines and causes are still the same."""
-    for module, names in ((wire, ("_SHAPES", "_FIELD_PLANS", "_IDS_PASSED")),
-                          (lineprotocol, ("_IDENTS", "_MAKERS", "_SEGMENTS", "_LINE_PLANS",
-                                          "_COMPILED"))):
-        monkeypatch.setattr(module, "_MEMO_MAX", 0)
-        for name in names:
-            monkeypatch.setattr(module, name, type(getattr(module, name))())
+    for module, limit in ((wire, "MEMO_MAX"), (sample_rules, "MEMO_MAX"),
+                          (lineprotocol, "_MEMO_MAX")):
+        monkeypatch.setattr(module, limit, 0)
+    for name in ("SHAPES", "_FIELD_PLANS", "IDS_PASSED"):  # wire reads two of them directly
+        fresh = type(getattr(sample_rules, name))()
+        for module in (sample_rules, wire):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, fresh)
+    for name in ("_IDENTS", "_MAKERS", "_SEGMENTS", "_LINE_PLANS", "_COMPILED"):
+        monkeypatch.setattr(lineprotocol, name, type(getattr(lineprotocol, name))())
     topics = Topics("schoolmon/v1")  # its parsed-topic memo is empty, and stays so
     rng = random.Random(99)
     for seq in range(200):
@@ -330,7 +334,7 @@ def test_full_memos_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
         result = validate(topics, topics.data(WHO), payload)
         got = result.cause if isinstance(result, Rejected) else result.lines
         assert got == reference_validate(orjson.loads(payload)["samples"])
-    assert not wire._SHAPES and not lineprotocol._COMPILED
+    assert not sample_rules.SHAPES and not wire.SHAPES and not lineprotocol._COMPILED
     assert not topics._parsed
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.kinds import KINDS
 from common.wire import (
-    KINDS,
     MAX_PAYLOAD_BYTES,
     MAX_SAMPLES_PER_BATCH,
     MAX_TS_MS,
