@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class Proc:
             self.proc = subprocess.Popen(
                 schoolmon_cmd("collector", "run", "-c", str(config),
                               "--evaluate-at", str(evaluate_at)), stderr=out)
+        STARTED.append(self)
         wait_until(lambda: b"subscribed" in self.text() or self.proc.poll() is not None, 30,
                    "the collector to subscribe")
         assert self.proc.poll() is None, self.text()[-2000:]
@@ -86,6 +88,19 @@ class Proc:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
             self.proc.wait(30)
+
+
+# Every collector the tests started: the fixture below stops those a failure left running
+# (one would go on writing to the shared InfluxDB and holding its MQTT client id).
+STARTED: list[Proc] = []
+
+
+@pytest.fixture(autouse=True)
+def no_collector_left() -> Iterator[None]:
+    """Stop every collector the test started, whatever failed."""
+    yield
+    while STARTED:
+        STARTED.pop().stop(signal.SIGKILL)
 
 
 def post_lines(url: str, db: str, lines: list[str]) -> None:
