@@ -23,16 +23,9 @@ KNOWN=(mosquitto influxdb victoria-metrics nats-cluster nats-1 nats-2 nats-3)
 
 die() { echo "services.sh: $*" >&2; exit 2; }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# The port of a service in DIR: chosen once, then reused.
-port_of() {
-    local dir=$1 name=$2 file="$1/$2.port"
-    [ -s "$file" ] || free_port >"$file"
-    cat "$file"
-}
+# free_port, port_of
+# shellcheck source=scripts/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 is_running() {  # a zombie (killed, not yet reaped: kill -0 still succeeds) is not running
     local pidfile="$1/$2.pid" pid state
