@@ -139,8 +139,14 @@ class DataSession:
 
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1; kept across reconnects until the broker's PUBACK."""
+        self.publish_many([(topic, payload)])
+
+    def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        """Publish (topic, payload) pairs at QoS 1 in one lock round (a batch's agent acks)."""
+        if not messages:
+            return
         with self._lock:
-            self._to_publish.append((topic, payload))
+            self._to_publish.extend(messages)
         self._wake()
 
     @property

@@ -321,9 +321,12 @@ class Collector:
         session = self._session
         assert session is not None
         ack_deliveries(session, self.queue.done(batch))  # with resends that joined meanwhile
-        for who in seqs.keys() | rejected.keys():
-            session.publish(self.topics.ack(who),
-                            encode_ack(to_ranges(seqs.get(who, [])), rejected.get(who)))
+        ack_topic = self.topics.ack
+        session.publish_many(
+            [(ack_topic(who), encode_ack(to_ranges(agent_seqs), rejected.get(who)))
+             for who, agent_seqs in seqs.items()]
+            + [(ack_topic(who), encode_ack([], causes))
+               for who, causes in rejected.items() if who not in seqs])
         if not self._wait_turn(ticket):
             return
         with self._deliver_lock:

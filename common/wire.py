@@ -401,6 +401,8 @@ def decode_ack(payload: bytes) -> Ack:
 
 def to_ranges(seqs: list[int]) -> list[tuple[int, int]]:
     """Compress seq numbers into sorted inclusive ranges."""
+    if len(seqs) == 1:  # the usual ack: one batch of one agent in a write
+        return [(seqs[0], seqs[0])]
     ranges: list[tuple[int, int]] = []
     for seq in sorted(set(seqs)):
         if ranges and seq == ranges[-1][1] + 1:
