@@ -99,6 +99,9 @@ class WriteSettings(Strict):
     # collector/inflight.py).  At least the largest payload (256 KiB), so any one message
     # always fits.
     queue_bytes: int = Field(default=64 * 2**20, ge=256 * 1024)
+    # The collector's own counters (queue, resends, shed messages, writes) are stored as a
+    # ``collector_stats`` point this often (collector/measurements.py); 0: never.
+    stats_interval: DurationOrZero = 60.0
     # A sample older than this (after clock correction) is refused as ``too_old``: no agent's
     # spool keeps one that long (spool.max_age, 14 days by default, plus a day in flight), so
     # it is a forgery or a broken clock rewriting history.  0: no bound (replays of recorded

@@ -1,6 +1,6 @@
 """The measurements the collector writes itself, declared once: names, tags, fields and types.
 
-Agents' sample kinds are declared in ``common/wire.py`` (``KINDS``); these are the collector's
+Agents' sample kinds are declared in ``common/kinds.py`` (``KINDS``); these are the collector's
 own points. The writers (rules/results.py, dashboard_feed.py, validate.py), the report's reader
 (reports/load.py) and the dashboards (dashboards/boards/*) take names from here, and tests check
 every written point and every dashboard query against these declarations. Numbers are written
@@ -93,7 +93,16 @@ RULES_LATE: Final = _m(
     "A stored batch holding samples over a minute older than its receipt (a spooled backlog), "
     "at the receipt time, with its samples' time range (late.py): what a rules restore from a "
     "state snapshot reads back besides the samples newer than the snapshot.")
+COLLECTOR_STATS: Final = _m(
+    "collector_stats", "collector",
+    {"messages_accepted": "number", "queue_bytes": "number", "queue_peak_bytes": "number",
+     "probation_peak_bytes": "number", "resends_joined": "number", "resends_stored": "number",
+     "messages_shed": "number", "points_written": "number", "write_retries": "number",
+     "points_quarantined": "number", "storage_failing": "bool"},
+    "A collector's own counters since its start, every write.stats_interval (subscriber.py): "
+    "what its write queue holds, the resends it recognised, the messages it left to the "
+    "agents' resend (shed), its writes and their retries (Telegraf's internal plugin, ours).")
 
 MEASUREMENTS: Final[Mapping[str, Measurement]] = MappingProxyType(
     {m.name: m for m in (COMPLIANCE, SCHOOL_STATUS, SCHOOL_INFO, AGENT_STATUS, REJECT,
-                         AGENT_CLOCK, RULES_LATE)})
+                         AGENT_CLOCK, RULES_LATE, COLLECTOR_STATS)})

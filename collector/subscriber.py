@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from collector.clocks import ClockBook, restore_clocks
+from collector.collector_stats import stats_line
 from collector.config import CollectorConfig
 from collector.inflight import Delivery, Inbound, InflightQueue, Offer, Raw, batch_key
 from collector.late import late_lines
@@ -95,6 +96,8 @@ class Collector:
         self._observed = 0  # the last ticket observed
         self._validator_thread = threading.Thread(target=self._validate_loop,
                                                   name="validator", daemon=True)
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="stats",
+                                              daemon=True)
         self._own_write_lock = threading.Lock()
         self._data_sub: tuple[int, str] = (-1, "")
 
@@ -109,12 +112,14 @@ class Collector:
         for thread in self._writer_threads:
             thread.start()
         self._validator_thread.start()
+        if self.config.write.stats_interval > 0:
+            self._stats_thread.start()
         self._session.start()
 
     def stop(self) -> None:
         """Stop writing and leave the share group (agents resend what was not acked)."""
         self.stop_event.set()
-        for thread in (self._validator_thread, *self._writer_threads):
+        for thread in (self._validator_thread, *self._writer_threads, self._stats_thread):
             if thread.is_alive():
                 thread.join(timeout=10)
         if self._session is not None:
@@ -268,6 +273,13 @@ class Collector:
         """Store points the collector made itself (compliance, alert events), with retries."""
         with self._own_write_lock:
             return self.storage.write(lines)
+
+    def _stats_loop(self) -> None:
+        interval = self.config.write.stats_interval
+        while not self.stop_event.wait(interval):
+            self.write_points([stats_line(
+                self.config.mqtt.effective_client_id(), self.accepted_messages,
+                self.queue.stats, self.storage.stats, int(time.time() * 1000))])
 
     def writer_count(self) -> int:
         """How many writer threads this collector runs."""

@@ -108,8 +108,9 @@ def test_declaration_accessors() -> None:
         COMPLIANCE.field("mett")
     with pytest.raises(KeyError, match="no tag"):
         AGENT_STATUS.tag("classroom")
-    assert sorted(MEASUREMENTS) == ["agent_clock", "agent_status", "compliance", "rules_late",
-                                    "school_info", "school_status", "schoolmon_reject"]
+    assert sorted(MEASUREMENTS) == ["agent_clock", "agent_status", "collector_stats",
+                                    "compliance", "rules_late", "school_info", "school_status",
+                                    "schoolmon_reject"]
 
 
 def test_agent_clock_points() -> None:
