@@ -1,8 +1,9 @@
-"""Agent health: fleet (release, last contact), spool depth, drops, memory, probe errors."""
+"""Agent health: fleet (release, last contact), spool depth, drops, memory, probe errors;
+and the collectors' own counters (what they accepted, held and left to the agents' resend)."""
 
 from __future__ import annotations
 
-from collector.measurements import AGENT_CLOCK, AGENT_STATUS
+from collector.measurements import AGENT_CLOCK, AGENT_STATUS, COLLECTOR_STATS
 from dashboards.influxql import (
     AGENT,
     AGENT_VAR,
@@ -98,7 +99,40 @@ def dashboard() -> Dashboard:
                 f'SELECT max("spool_bytes") FROM "agent" WHERE {AGENTS} {PER_AGENT}'),
                 alias="$tag_agent"),), w=12, h=8, unit="bytes", min=0),
             *_clock_panels(school_col),
+            *_collector_panels(),
         ),
+    )
+
+
+def _collector_panels() -> tuple[Row | Panel, ...]:
+    """The collectors' own counters (collector_stats, every write.stats_interval)."""
+    stats = COLLECTOR_STATS
+    # The counters run from each collector's start: their differences point to point (one
+    # per write.stats_interval, a minute by default); a restart's drop to 0 is left out.
+    per_collector = f'FROM "{stats.name}" WHERE {TIME} GROUP BY "collector"'
+
+    def rate(field: str, alias: str) -> Target:
+        return Target(alias[0].upper(), f'SELECT non_negative_difference('
+                                        f'"{stats.field(field)}") {per_collector}',
+                      alias=f"{alias} $tag_collector")
+    return (
+        Row("Collectors"),
+        Panel("Messages accepted, shed and resends recognised (per stats interval)", Series(), (
+            rate("messages_accepted", "accepted"), rate("messages_shed", "shed"),
+            rate("resends_joined", "joined"), rate("resends_stored", "recognised")),
+              w=12, h=8, unit="none", min=0,
+              description="accepted: messages stored. shed: messages left to their agents' "
+                          "resend because the write queue was full (not lost: the agents keep "
+                          "them). joined / recognised: resends written once (joined to their "
+                          "first copy, or known to be stored already)."),
+        Panel("Write queue (bytes held) and storage retries", Series(), (
+            Target("A", f'SELECT "{stats.field("queue_bytes")}" {per_collector}',
+                   alias="held $tag_collector"),
+            rate("write_retries", "retries")),
+              w=12, h=8, unit="none", min=0,
+              description="What each collector holds between receipt and ack (bounded by "
+                          "write.queue_bytes), and its storage write retries: a rising line "
+                          "means InfluxDB refuses or is away."),
     )
 
 

@@ -100,7 +100,8 @@ def district(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
         "mqtt": {"host": "127.0.0.1", "port": services.mqtt_port, "topic_prefix": prefix,
                  "username": None, "client_id": "dash-collector", "session_expiry": "60s"},
         "storage": {"kind": "influxdb1", "url": services.influx_url, "database": db},
-        "write": {"flush_interval": "100ms", "max_retry_delay": "1s"}})
+        # collector_stats points often enough for the collector panels' differences.
+        "write": {"flush_interval": "100ms", "max_retry_delay": "1s", "stats_interval": "200ms"}})
     collector = Collector(config, build_writer(config))
     feed = DashboardFeed(collector.write_points, sim.inventory())
     collector.status_observers.append(feed.on_status)
@@ -138,6 +139,8 @@ def district(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
                    == len(samples), 20, "agent_status points")
         wait_until(lambda: _count(services.influx_url, db, "school_info", "classes")
                    >= len(sim.SCHOOLS), 20, "school_info points")
+        wait_until(lambda: _count(services.influx_url, db, "collector_stats", "queue_bytes")
+                   >= 2, 20, "two collector_stats points")
         yield District(services.influx_url, db)
     finally:
         feed.stop()
