@@ -14,6 +14,24 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
+from collector.mqtt_properties import (
+    REASON_STRING,
+    RECEIVE_MAXIMUM,
+    SESSION_EXPIRY,
+    ProtocolError,
+    properties,
+    properties_end,
+)
+
+# Besides what is defined here, ProtocolError (collector/mqtt_properties.py): the session
+# catches it from here.
+__all__ = [
+    "CONNACK", "CONNECT", "DISCONNECT", "MAX_PACKET_BYTES", "PINGREQ", "PINGRESP", "PUBACK",
+    "PUBLISH", "SUBACK", "SUBSCRIBE", "ConnAck", "Disconnect", "Packet", "PacketReader",
+    "PingResp", "ProtocolError", "PubAck", "Publish", "SubAck", "connect", "disconnect",
+    "puback", "publish", "set_dup", "subscribe", "varint",
+]
+
 # Fixed-header packet types (the high nibble of the first byte).
 CONNECT: Final = 0x10
 CONNACK: Final = 0x20
@@ -28,23 +46,6 @@ DISCONNECT: Final = 0xE0
 # A broker never sends the collector more than the broker's own message size limit allows;
 # anything beyond this is a broken stream, not a message (the reader refuses it).
 MAX_PACKET_BYTES: Final = 32 * 1024 * 1024
-
-# MQTT 5 property identifiers (2.2.2.2) and how to skip or read each one.
-_BYTE, _U16, _U32, _VARINT, _STR, _BIN, _PAIR = range(7)
-_PROPERTY_TYPES: Final = {
-    0x01: _BYTE, 0x02: _U32, 0x03: _STR, 0x08: _STR, 0x09: _BIN, 0x0B: _VARINT, 0x11: _U32,
-    0x12: _STR, 0x13: _U16, 0x15: _STR, 0x16: _BIN, 0x17: _BYTE, 0x18: _U32, 0x19: _BYTE,
-    0x1A: _STR, 0x1C: _STR, 0x1F: _STR, 0x21: _U16, 0x22: _U16, 0x23: _U16, 0x24: _BYTE,
-    0x25: _BYTE, 0x26: _PAIR, 0x27: _U32, 0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
-}
-SESSION_EXPIRY: Final = 0x11
-RECEIVE_MAXIMUM: Final = 0x21
-REASON_STRING: Final = 0x1F
-
-
-class ProtocolError(Exception):
-    """The byte stream does not follow MQTT: the connection must be dropped."""
-
 
 class Publish(NamedTuple):
     """A PUBLISH the broker delivered."""
@@ -216,18 +217,18 @@ class PacketReader:
                     raise ProtocolError("PUBACK without a packet id")
                 return PubAck((body[0] << 8) | body[1])
             if kind == SUBACK:
-                start = _properties_end(body, 2) if self.v5 else 2
+                start = properties_end(body, 2) if self.v5 else 2
                 if start > len(body) - 1:  # at least one code (3.9.3)
                     raise ProtocolError("SUBACK without a return code")
                 if self.v5:
-                    _properties(body, 2)
+                    properties(body, 2)
                 return SubAck((body[0] << 8) | body[1], tuple(body[start:]))
             if kind == CONNACK:
                 return self._connack(body)
             if kind == PINGRESP:
                 return PingResp()
             if kind == DISCONNECT:
-                props = _properties(body, 1) if len(body) > 1 else {}
+                props = properties(body, 1) if len(body) > 1 else {}
                 return Disconnect(body[0] if body else 0, str(props.get(REASON_STRING, "")))
         except (IndexError, UnicodeDecodeError, struct.error) as exc:
             raise ProtocolError(f"malformed packet type {kind >> 4}: {exc}") from None
@@ -250,8 +251,8 @@ class PacketReader:
                 pos += 1
             else:  # read them, so a broken block is a protocol error, not a silent skip
                 body = buf[pos:end]
-                pos += _properties_end(body, 0)
-                _properties(body, 0)
+                pos += properties_end(body, 0)
+                properties(body, 0)
             if pos > end:
                 raise ProtocolError("PUBLISH properties run past the packet")
         return Publish(topic, buf[pos:end], qos, mid, bool(first & 1))
@@ -264,77 +265,9 @@ class PacketReader:
             # A 3.1.1 broker answers a v5 CONNECT with its own two-byte CONNACK (code 1:
             # unacceptable protocol version), which is what the NATS MQTT listener does.
             return ConnAck(session_present, reason, 65_535, "")
-        props = _properties(body, 2)
+        props = properties(body, 2)
         receive_maximum = int(props.get(RECEIVE_MAXIMUM, 65_535))
         if receive_maximum == 0:  # 3.2.2.3.3: a protocol error (we could never publish)
             raise ProtocolError("CONNACK with receive maximum 0")
         return ConnAck(session_present, reason, receive_maximum,
                        str(props.get(REASON_STRING, "")))
-
-
-def _properties_end(body: bytes, pos: int) -> int:
-    """Where a v5 property block that starts at ``pos`` ends; ProtocolError past the body."""
-    length, shift = 0, 0
-    while True:
-        byte = body[pos]
-        pos += 1
-        length |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift > 21:
-            raise ProtocolError("property length longer than 4 bytes")
-    if pos + length > len(body):
-        raise ProtocolError("properties run past the packet")
-    return pos + length
-
-
-def _properties(body: bytes, pos: int) -> dict[int, int | str | bytes]:
-    """A v5 property block (2.2.2) read into {identifier: value} (user properties left out)."""
-    stop = _properties_end(body, pos)
-    while body[pos] & 0x80:  # step over the block's length
-        pos += 1
-    pos += 1
-    out: dict[int, int | str | bytes] = {}
-    while pos < stop:
-        ident = body[pos]
-        kind = _PROPERTY_TYPES.get(ident)
-        if kind is None:
-            raise ProtocolError(f"unknown property 0x{ident:02x}")
-        pos, value = _property_value(body, pos + 1, kind)
-        if pos > stop:
-            raise ProtocolError(f"property 0x{ident:02x} runs past its block")
-        if value is not None:
-            out[ident] = value
-    return out
-
-
-def _property_value(body: bytes, pos: int, kind: int) -> tuple[int, int | str | bytes | None]:
-    """One property's value at ``pos``: (where the next property starts, value)."""
-    if kind == _BYTE:
-        return pos + 1, body[pos]
-    if kind == _U16:
-        return pos + 2, (body[pos] << 8) | body[pos + 1]
-    if kind == _U32:
-        return pos + 4, struct.unpack_from("!I", body, pos)[0]
-    if kind == _VARINT:
-        value, shift = 0, 0
-        while True:
-            byte = body[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return pos, value
-            shift += 7
-            if shift > 21:
-                raise ProtocolError("property varint longer than 4 bytes")
-    n = (body[pos] << 8) | body[pos + 1]
-    raw, pos = body[pos + 2:pos + 2 + n], pos + 2 + n
-    if len(raw) != n:
-        raise ProtocolError("property string runs past the packet")
-    if kind == _PAIR:  # a user property: its value follows, and is not kept
-        m = (body[pos] << 8) | body[pos + 1]
-        if pos + 2 + m > len(body):
-            raise ProtocolError("user property runs past the packet")
-        return pos + 2 + m, None
-    return pos, raw.decode() if kind == _STR else raw

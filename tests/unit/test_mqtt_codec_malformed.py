@@ -31,7 +31,8 @@ CASES = {
     # 3.9.3: a SUBACK carries one code per filter; none at all is malformed.  Same effect.
     "suback with no codes (v3.1.1)": (False, b"\x90\x02\x00\x01"),
     # 2.2.2.2: an unknown property identifier makes the packet malformed.  PUBLISH and
-    # SUBACK properties are skipped by length only (_skip_properties), never checked.
+    # SUBACK properties were once skipped by length only; now every block is read
+    # (collector/mqtt_properties.py), so this one is refused.
     "publish v5 unknown property 0x7f": (True, b"\x30\x07\x00\x01t\x02\x7f\x00x"),
 }
 
