@@ -111,7 +111,7 @@ class ObservingCollector(Collector):
         with self._deliver_lock:
             self.accepted_messages += sum(isinstance(i.result, Accepted) for i in batch)
             self._observe(batch)
-        self._observed_turn(ticket)
+        self._turns.done(ticket)
 
     def _ack_stored_resend(self, item: Inbound) -> None:
         # A resend of a batch already observed: the broker's PUBACK only.

@@ -32,6 +32,7 @@ from collector.mqtt_codec import Publish, SubAck
 from collector.mqtt_session import DataSession
 from collector.storage import PointWriter
 from collector.storage.resilient import ResilientWriter
+from collector.turnstile import Turnstile
 from collector.validate import Accepted, RejectCounter, Rejected, TimeWindow, validate
 from common.wire import AgentIdentity, Sample, Topics, WireError, encode_ack, to_ranges
 
@@ -88,12 +89,8 @@ class Collector:
             threading.Thread(target=self._write_loop, name=f"writer-{n}", daemon=True)
             for n in range(1, self.writer_count() + 1)]
         self._deliver_lock = threading.Lock()
-        # Batches are observed in the order they were taken, whichever write ends first: the
-        # rules see samples as with one writer (a restore from InfluxDB replays that order).
-        self._take_lock = threading.Lock()
-        self._turn = threading.Condition()
-        self._taken = 0  # tickets handed out with batches
-        self._observed = 0  # the last ticket observed
+        # Batches are observed in the order they were taken, whichever write ends first.
+        self._turns = Turnstile(self.stop_event)
         self._validator_thread = threading.Thread(target=self._validate_loop,
                                                   name="validator", daemon=True)
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats",
@@ -287,28 +284,13 @@ class Collector:
 
     def _write_loop(self) -> None:
         wcfg = self.config.write
+
+        def take() -> list[Inbound]:
+            return self.queue.take(wcfg.batch_points, wcfg.flush_interval, 0.2)
         while not self.stop_event.is_set():
-            with self._take_lock:
-                batch = self.queue.take(wcfg.batch_points, wcfg.flush_interval, 0.2)
-                if not batch:
-                    continue
-                self._taken += 1
-                ticket = self._taken
-            self._deliver(batch, ticket)
-
-    def _wait_turn(self, ticket: int) -> bool:
-        """Wait until every batch taken before this one was observed; False when stopping."""
-        with self._turn:
-            while self._observed != ticket - 1:
-                if self.stop_event.is_set():
-                    return False
-                self._turn.wait(0.2)
-        return True
-
-    def _observed_turn(self, ticket: int) -> None:
-        with self._turn:
-            self._observed = ticket
-            self._turn.notify_all()
+            batch, ticket = self._turns.take(take)
+            if batch:
+                self._deliver(batch, ticket)
 
     def _deliver(self, batch: list[Inbound], ticket: int) -> None:
         lines: list[str] = []
@@ -339,12 +321,12 @@ class Collector:
              for who, agent_seqs in seqs.items()]
             + [(ack_topic(who), encode_ack([], causes))
                for who, causes in rejected.items() if who not in seqs])
-        if not self._wait_turn(ticket):
+        if not self._turns.wait_turn(ticket):
             return
         with self._deliver_lock:
             self.accepted_messages += sum(len(s) for s in seqs.values())
             self._observe(batch)
-        self._observed_turn(ticket)
+        self._turns.done(ticket)
 
     def _observe(self, batch: list[Inbound]) -> None:
         """Hand a stored batch to the observers (rules, alerts); with _deliver_lock held."""
