@@ -28,18 +28,23 @@ RECEIVE_MAXIMUM: Final = 0x21
 REASON_STRING: Final = 0x1F
 
 
-def properties_end(body: bytes, pos: int) -> int:
-    """Where a v5 property block that starts at ``pos`` ends; ProtocolError past the body."""
-    length, shift = 0, 0
+def _varint_at(body: bytes, pos: int, what: str) -> tuple[int, int]:
+    """The Variable Byte Integer (1.5.5) at ``pos``: (value, where the next field starts)."""
+    value, shift = 0, 0
     while True:
         byte = body[pos]
         pos += 1
-        length |= (byte & 0x7F) << shift
+        value |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            break
+            return value, pos
         shift += 7
         if shift > 21:
-            raise ProtocolError("property length longer than 4 bytes")
+            raise ProtocolError(f"{what} longer than 4 bytes")
+
+
+def properties_end(body: bytes, pos: int) -> int:
+    """Where a v5 property block that starts at ``pos`` ends; ProtocolError past the body."""
+    length, pos = _varint_at(body, pos, "property length")
     if pos + length > len(body):
         raise ProtocolError("properties run past the packet")
     return pos + length
@@ -48,9 +53,7 @@ def properties_end(body: bytes, pos: int) -> int:
 def properties(body: bytes, pos: int) -> dict[int, int | str | bytes]:
     """A v5 property block (2.2.2) read into {identifier: value} (user properties left out)."""
     stop = properties_end(body, pos)
-    while body[pos] & 0x80:  # step over the block's length
-        pos += 1
-    pos += 1
+    _length, pos = _varint_at(body, pos, "property length")  # the first property's start
     out: dict[int, int | str | bytes] = {}
     while pos < stop:
         ident = body[pos]
@@ -74,16 +77,8 @@ def _property_value(body: bytes, pos: int, kind: int) -> tuple[int, int | str | 
     if kind == _U32:
         return pos + 4, struct.unpack_from("!I", body, pos)[0]
     if kind == _VARINT:
-        value, shift = 0, 0
-        while True:
-            byte = body[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return pos, value
-            shift += 7
-            if shift > 21:
-                raise ProtocolError("property varint longer than 4 bytes")
+        value, pos = _varint_at(body, pos, "property varint")
+        return pos, value
     n = (body[pos] << 8) | body[pos + 1]
     raw, pos = body[pos + 2:pos + 2 + n], pos + 2 + n
     if len(raw) != n:
